@@ -1,0 +1,443 @@
+"""The runtime's operations on containers: create, start, run, state, kill, delete, exec, ...
+
+Owns the parent side of the lifecycle: validating the bundle, preparing the cgroup and the
+state directory, forking the init (see `init.py`) and answering its messages, running the
+runtime-namespace hooks, and recording state. Errors are `dockyard.errdefs` categories whose
+messages follow runc's wording; a failed create leaves nothing behind (no state directory,
+cgroup, process or mount).
+"""
+
+from __future__ import annotations
+
+import os
+
+from dockyard.errdefs import Conflict, InvalidArgument, NotFound
+from dockyard.linux import syscalls as S
+from dockyard.runtime import plan, state as st
+from dockyard.runtime.control import ControlMixin
+from dockyard.runtime.hooks import run_hooks
+from dockyard.runtime.init import Channel, InitConfig, stage1
+from dockyard.spec.runtime import Process, Spec, load_spec
+
+_SIGKILL = 9
+
+
+class InitError(Exception):
+    """The container's init reported a failure (its message says which)."""
+
+
+class _Parent:
+    """The parent's end of the sync pipes, with line framing."""
+
+    def __init__(self, rfd: int, wfd: int):
+        self.rfd, self.wfd, self.buf = rfd, wfd, b""
+
+    def recv(self) -> str | None:
+        while b"\n" not in self.buf:
+            chunk = os.read(self.rfd, 4096)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def ok(self) -> None:
+        os.write(self.wfd, b"ok\n")
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _write_pid_file(path: str | None, pid: int) -> None:
+    if not path:
+        return
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _connect_console(path: str) -> int:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise InvalidArgument(f"--console-socket {path}: {exc.strerror}") from None
+    return sock.detach()
+
+
+def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while st.proc_start_time(pid) == start_time and start_time is not None:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is ours
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline:
+            raise Conflict(f"process {pid} did not exit after SIGKILL")
+        time.sleep(0.002)
+
+
+class Runtime(ControlMixin):
+    def __init__(self, root: str = st.DEFAULT_ROOT, *, sys: S.Syscalls = S.SYS, log=None,
+                 cgroup_root: str = "/sys/fs/cgroup"):
+        self.root = root
+        self.sys = sys
+        self.cgroup_root = cgroup_root
+        self.log = log or (lambda level, msg: None)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _cgroup(self, spec: Spec, container_id: str):
+        from dockyard.runtime.cgroups import cgroup_manager
+
+        path = spec.linux.cgroups_path if spec.linux else None
+        return cgroup_manager(path, container_id, root=self.cgroup_root)
+
+    def _load(self, container_id: str) -> tuple[st.ContainerDir, dict]:
+        cdir = st.ContainerDir(self.root, container_id)
+        return cdir, cdir.load()
+
+    def _status(self, state: dict) -> str:
+        status = st.status_of(state)
+        if status == st.RUNNING and self._frozen(state):
+            return st.PAUSED
+        return status
+
+    def _frozen(self, state: dict) -> bool:
+        try:
+            return self._cgroup(Spec.from_json(state["spec"]), state["id"]).frozen()
+        except OSError:
+            return False
+
+    def oci_state(self, state: dict, status: str | None = None) -> dict:
+        status = status or self._status(state)
+        return {
+            "ociVersion": state["spec"]["ociVersion"], "id": state["id"],
+            "pid": state["pid"] if status != st.STOPPED else 0, "status": status,
+            "bundle": state["bundle"], "rootfs": state["rootfs"], "created": state["created"],
+            "owner": "", "annotations": state["spec"].get("annotations") or {},
+        }
+
+    # -- create / start / run -----------------------------------------------------------------
+
+    def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
+               console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
+               no_new_keyring: bool = False) -> int:
+        bundle = os.path.abspath(bundle)
+        spec = load_spec(os.path.join(bundle, "config.json"))
+        if spec.process is None:
+            raise InvalidArgument("process: required to create a container")
+        rootfs = os.path.normpath(os.path.join(bundle, spec.root.path))
+        if not os.path.isdir(rootfs):
+            raise InvalidArgument(f"root.path: rootfs ({rootfs}) does not exist")
+        if spec.process.terminal and not console_socket:
+            raise InvalidArgument("process.terminal: cannot allocate tty if runc will detach without setting console socket")
+        if not spec.process.terminal and console_socket:
+            raise InvalidArgument("--console-socket: cannot use console socket if runc will not detach or allocate tty")
+        cdir = st.ContainerDir(self.root, container_id)
+        cdir.make()
+        cg = None
+        pid = 0
+        try:
+            cdir.lock()
+            seccomp = self._compile_seccomp(spec)
+            cg = self._cgroup(spec, container_id)
+            cg.create()
+            self._apply_resources(cg, spec)
+            os.mkfifo(cdir.fifo, 0o622)
+            state = {"id": container_id, "pid": 0, "status": st.CREATING, "bundle": bundle,
+                     "rootfs": rootfs, "created": st.iso_now(), "state_dir": cdir.path,
+                     "spec": spec.to_json(), "cgroup": cg.path}
+            cdir.save(state)
+            ns = plan.plan_namespaces(spec)
+            console_fd = self._console_fd(console_socket)
+            cfg = InitConfig(spec=spec, process=spec.process, rootfs=rootfs,
+                             container_id=container_id, cgroup=cg, ns_flags=ns.new_flags,
+                             ns_join=ns.join, fifo=cdir.fifo, console_fd=console_fd,
+                             preserve_fds=preserve_fds, no_pivot=no_pivot,
+                             no_new_keyring=no_new_keyring, seccomp=seccomp)
+            pid = self._spawn(cfg, state)
+            state.update(pid=pid, start_time=st.proc_start_time(pid), status=st.CREATED)
+            cdir.save(state)
+            _write_pid_file(pid_file, pid)
+            return pid
+        except BaseException:
+            if pid:
+                try:
+                    os.kill(pid, _SIGKILL)
+                except ProcessLookupError:
+                    pass
+                _wait_gone(pid, st.proc_start_time(pid))
+            if cg is not None:
+                cg.destroy()
+            cdir.remove()
+            raise
+        finally:
+            cdir.unlock()
+
+    _console_fd_override: int | None = None
+
+    def _console_fd(self, console_socket: str | None) -> int | None:
+        if self._console_fd_override is not None:
+            return self._console_fd_override
+        return _connect_console(console_socket) if console_socket else None
+
+    def _compile_seccomp(self, spec: Spec):
+        if spec.linux is None or spec.linux.seccomp is None:
+            return None
+        from dockyard.runtime.seccomp import compile_seccomp
+
+        return compile_seccomp(spec.linux.seccomp)
+
+    def _apply_resources(self, cg, spec: Spec) -> None:
+        from dockyard.spec.runtime import LinuxResources
+
+        res = (spec.linux.resources if spec.linux else None) or LinuxResources()
+        cg.set(res.replace(devices=plan.device_rules(spec)))
+
+    def _spawn(self, cfg: InitConfig, state: dict) -> int:
+        """Fork stage 1 and serve the init's messages until it is ready; returns its pid."""
+        c_r, p_w = os.pipe()
+        p_r, c_w = os.pipe()
+        self.sys.set_child_subreaper()
+        first = os.fork()
+        if first == 0:
+            os.close(p_r)
+            os.close(p_w)
+            stage1(cfg, Channel(c_r, c_w), self.sys)
+        os.close(c_r)
+        os.close(c_w)
+        if cfg.console_fd is not None:
+            os.close(cfg.console_fd)
+        chan = _Parent(p_r, p_w)
+        pid = 0
+        try:
+            while True:
+                msg = chan.recv()
+                if msg is None:
+                    raise InitError("container init exited before it was ready")
+                kind, _, arg = msg.partition(" ")
+                if kind == "userns":
+                    self._write_id_maps(first, cfg.spec)
+                    chan.ok()
+                elif kind == "pid":
+                    pid = int(arg)
+                    os.waitpid(first, 0)
+                    if cfg.process.oom_score_adj is not None:
+                        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+                            f.write(str(cfg.process.oom_score_adj))
+                elif kind == "hooks":
+                    self._create_runtime_hooks(cfg.spec, state, pid)
+                    chan.ok()
+                elif kind == "ready":
+                    return pid
+                elif kind == "error":
+                    raise InitError(arg)
+        except BaseException:
+            if pid:
+                os.kill(pid, _SIGKILL)
+                os.waitpid(pid, 0)
+            else:
+                try:
+                    os.waitpid(first, 0)
+                except ChildProcessError:
+                    pass
+            raise
+        finally:
+            chan.close()
+
+    def _write_id_maps(self, pid: int, spec: Spec) -> None:
+        for name, maps in (("uid_map", spec.linux.uid_mappings), ("gid_map", spec.linux.gid_mappings)):
+            text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+
+    def _create_runtime_hooks(self, spec: Spec, state: dict, pid: int) -> None:
+        hooks = spec.hooks
+        if hooks is None:
+            return
+        oci = self.oci_state({**state, "pid": pid}, st.CREATING)
+        run_hooks(hooks.prestart, oci, "prestart")
+        run_hooks(hooks.create_runtime, oci, "createRuntime")
+
+    def start(self, container_id: str) -> None:
+        cdir, state = self._load(container_id)
+        cdir.lock()
+        try:
+            status = self._status(state)
+            if status == st.STOPPED:
+                raise Conflict("cannot start a container that has stopped")
+            if status != st.CREATED:
+                raise Conflict(f"cannot start an already {status} container")
+            try:
+                fd = os.open(cdir.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                raise Conflict("cannot start a container that has stopped") from None
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            os.unlink(cdir.fifo)
+            hooks = Spec.from_json(state["spec"]).hooks
+            if hooks and hooks.poststart:
+                run_hooks(hooks.poststart, self.oci_state(state, st.RUNNING), "poststart",
+                          fatal=False, warn=lambda m: self.log("warning", m))
+        finally:
+            cdir.unlock()
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def state(self, container_id: str) -> dict:
+        return self.oci_state(self._load(container_id)[1])
+
+    def list(self) -> list[dict]:
+        out = []
+        for cid in st.list_ids(self.root):
+            try:
+                out.append(self.state(cid))
+            except NotFound:
+                continue
+        return out
+
+    # -- signals, deletion --------------------------------------------------------------------
+
+    def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
+        _, state = self._load(container_id)
+        status = self._status(state)
+        if status == st.STOPPED:
+            raise Conflict("container not running")
+        if all_processes:
+            cg = self._cgroup(Spec.from_json(state["spec"]), container_id)
+            for pid in cg.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            if status == st.PAUSED and sig == _SIGKILL:
+                cg.thaw()
+            return
+        os.kill(state["pid"], sig)
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        cdir = st.ContainerDir(self.root, container_id)
+        try:
+            state = cdir.load()
+        except NotFound:
+            if force and os.path.isdir(cdir.path):
+                cdir.remove()
+                return
+            raise
+        cdir.lock()
+        try:
+            spec = Spec.from_json(state["spec"])
+            cg = self._cgroup(spec, container_id)
+            status = self._status(state)
+            if status in (st.RUNNING, st.PAUSED) and not force:
+                raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
+            if status != st.STOPPED:
+                self._kill_all(cg, state, status)
+            cg.destroy()
+            if spec.hooks and spec.hooks.poststop:
+                run_hooks(spec.hooks.poststop, self.oci_state(state, st.STOPPED), "poststop",
+                          fatal=False, warn=lambda m: self.log("warning", m))
+            cdir.remove()
+        finally:
+            cdir.unlock()
+
+    def _kill_all(self, cg, state: dict, status: str) -> None:
+        pids = set(cg.pids()) | {state["pid"]}
+        for pid in pids:
+            try:
+                os.kill(pid, _SIGKILL)
+            except ProcessLookupError:
+                pass
+        if status == st.PAUSED:
+            cg.thaw()
+        _wait_gone(state["pid"], state.get("start_time"))
+        for pid in cg.pids():
+            _wait_gone(pid, st.proc_start_time(pid))
+
+    # -- foreground run, exec -----------------------------------------------------------------
+
+    def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
+            pid_file: str | None = None, console_socket: str | None = None,
+            preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False) -> int:
+        """create + start; unless detached, wait for the exit and delete. The exit code."""
+        from dockyard.runtime import foreground as fg
+
+        receiver = None
+        spec = load_spec(os.path.join(os.path.abspath(bundle), "config.json"))
+        if spec.process and spec.process.terminal and not console_socket and not detach:
+            receiver = fg.ConsoleReceiver()
+        try:
+            pid = self._create_for_run(container_id, bundle, receiver, pid_file=pid_file,
+                                       console_socket=console_socket, preserve_fds=preserve_fds,
+                                       no_pivot=no_pivot, no_new_keyring=no_new_keyring)
+            master = receiver.receive_master() if receiver else None
+            self.start(container_id)
+        except BaseException:
+            if st.ContainerDir(self.root, container_id).exists():
+                self.delete(container_id, force=True)
+            raise
+        if detach:
+            return 0
+        code = fg.wait_exit(pid, master)
+        if not keep:
+            self.delete(container_id, force=True)
+        return code
+
+    def _create_for_run(self, container_id, bundle, receiver, **kw) -> int:
+        if receiver is None:
+            return self.create(container_id, bundle, **kw)
+        # the init connects to a console socket by path; hand it our socketpair's end instead
+        self._console_fd_override = receiver.child_fd
+        try:
+            return self.create(container_id, bundle, **kw, console_socket="<socketpair>")
+        finally:
+            self._console_fd_override = None
+
+    def exec(self, container_id: str, process: Process, *, detach: bool = False,
+             pid_file: str | None = None, console_socket: str | None = None,
+             preserve_fds: int = 0) -> int:
+        from dockyard.runtime import foreground as fg
+
+        _, state = self._load(container_id)
+        status = self._status(state)
+        if status == st.STOPPED:
+            raise Conflict("cannot exec in a stopped container")
+        if status == st.PAUSED:
+            raise Conflict("cannot exec in a paused container")
+        spec = Spec.from_json(state["spec"])
+        if process.terminal and not console_socket and detach:
+            raise InvalidArgument("--tty: cannot allocate tty if runc will detach without setting console socket")
+        receiver = fg.ConsoleReceiver() if process.terminal and not console_socket else None
+        console_fd = receiver.child_fd if receiver else (
+            _connect_console(console_socket) if console_socket and process.terminal else None)
+        init_pid = state["pid"]
+        join = tuple(
+            (ns.type, f"/proc/{init_pid}/ns/{S.NAMESPACE_PROC_NAMES[ns.type]}")
+            for ns in sorted(spec.linux.namespaces if spec.linux else (),
+                             key=lambda n: plan._JOIN_ORDER.index(n.type))
+        )
+        cfg = InitConfig(spec=spec, process=process, rootfs=state["rootfs"],
+                         container_id=container_id, cgroup=self._cgroup(spec, container_id),
+                         ns_flags=0, ns_join=join, fifo=None, console_fd=console_fd,
+                         preserve_fds=preserve_fds, no_pivot=False, no_new_keyring=True,
+                         seccomp=self._compile_seccomp(spec), is_exec=True)
+        pid = self._spawn(cfg, state)
+        _write_pid_file(pid_file, pid)
+        master = receiver.receive_master() if receiver else None
+        if detach:
+            return 0
+        return fg.wait_exit(pid, master)

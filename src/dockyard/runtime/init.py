@@ -1,0 +1,186 @@
+"""The child side of create and exec: the processes that become the container.
+
+Stage 1 runs in the host's namespaces: it makes itself non-dumpable (so nothing in the
+container can open its /proc/<pid>/exe, fds or memory: the CVE-2019-5736 class of escape),
+joins the cgroup, enters or creates the namespaces, and forks stage 2, which is pid 1 of a new
+pid namespace. Stage 2 builds the root filesystem, reports "created", waits on the exec fifo
+for `start`, and execs the user's program. Both report to the parent over a pipe, one line
+per message ("userns", "pid N", "hooks", "ready", "error <text>"); the parent answers "ok".
+Neither ever returns: each ends in execve or os._exit.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dockyard.linux import syscalls as S
+from dockyard.runtime import process as P
+from dockyard.runtime.hooks import run_hooks
+from dockyard.runtime.rootfs import RootfsSetup
+from dockyard.spec.runtime import Process, Spec
+
+
+class Channel:
+    """The child's end of the sync pipes."""
+
+    def __init__(self, rfd: int, wfd: int):
+        self.rfd, self.wfd = rfd, wfd
+
+    def send(self, msg: str) -> None:
+        os.write(self.wfd, (msg.replace("\n", " ") + "\n").encode())
+
+    def wait_ok(self) -> None:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = os.read(self.rfd, 64)
+            if not chunk:
+                raise RuntimeError("runtime went away")
+            data += chunk
+        if data.strip() != b"ok":
+            raise RuntimeError(data.decode().strip())
+
+
+class InitConfig:
+    """What stage 1 and 2 need, prepared by the parent before fork (no parsing in the child)."""
+
+    def __init__(self, *, spec: Spec, process: Process, rootfs: str, container_id: str,
+                 cgroup, ns_flags: int, ns_join: tuple, fifo: str | None, console_fd: int | None,
+                 preserve_fds: int, no_pivot: bool, no_new_keyring: bool, seccomp,
+                 is_exec: bool = False):
+        self.spec, self.process, self.rootfs, self.id = spec, process, rootfs, container_id
+        self.cgroup, self.ns_flags, self.ns_join = cgroup, ns_flags, ns_join
+        self.fifo, self.console_fd, self.preserve_fds = fifo, console_fd, preserve_fds
+        self.no_pivot, self.no_new_keyring, self.seccomp = no_pivot, no_new_keyring, seccomp
+        self.is_exec = is_exec
+
+
+def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
+    code = 1
+    try:
+        sys.set_dumpable(False)
+        if cfg.cgroup is not None:
+            cfg.cgroup.add(os.getpid())
+        fds = [(kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in cfg.ns_join]
+        for kind, fd in fds:
+            if kind == "user":
+                sys.setns(fd, S.CLONE_NEWUSER)
+        if cfg.ns_flags & S.CLONE_NEWUSER:
+            sys.unshare(S.CLONE_NEWUSER)
+            chan.send("userns")
+            chan.wait_ok()
+        for kind, fd in fds:
+            if kind != "user":
+                sys.setns(fd, S.NAMESPACE_FLAGS[kind])
+            os.close(fd)
+        if cfg.ns_flags & S.CLONE_NEWUSER or any(k == "user" for k, _ in cfg.ns_join):
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if cfg.ns_flags & ~S.CLONE_NEWUSER:
+            sys.unshare(cfg.ns_flags & ~S.CLONE_NEWUSER)
+        pid = os.fork()
+        if pid == 0:
+            stage2(cfg, chan, sys)
+        chan.send(f"pid {pid}")
+        code = 0
+    except BaseException as exc:  # report everything: this process has no one else to tell
+        _report(chan, exc)
+    finally:
+        os._exit(code)
+
+
+def stage2(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
+    try:
+        os.setsid()
+        if cfg.is_exec:
+            _exec_prepare(cfg, chan, sys)
+        else:
+            _init_prepare(cfg, chan, sys)
+        _finalize_and_exec(cfg, chan, sys)
+    except BaseException as exc:
+        _report(chan, exc)
+    finally:
+        os._exit(1)
+
+
+def _init_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
+    spec = cfg.spec
+    linux = spec.linux
+    new_mntns = bool(cfg.ns_flags & S.CLONE_NEWNS)
+    setup = RootfsSetup(
+        spec, cfg.rootfs, sys,
+        cgroup_path=cfg.cgroup.path if cfg.cgroup is not None else "",
+        in_userns=bool(linux and linux.namespace("user")),
+        new_cgroupns=bool(cfg.ns_flags & S.CLONE_NEWCGROUP),
+    )
+    if new_mntns:
+        setup.prepare()
+    fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC)
+    chan.send("hooks")  # the parent runs prestart and createRuntime hooks now
+    chan.wait_ok()
+    if spec.hooks and spec.hooks.create_container:
+        run_hooks(spec.hooks.create_container, _state(cfg, "created"), "createContainer")
+    if new_mntns:
+        setup.pivot(cfg.no_pivot)
+        setup.finish()
+    else:
+        os.chdir(cfg.rootfs)
+        sys.chroot(".")
+        os.chdir("/")
+    if spec.hostname is not None and cfg.ns_flags & S.CLONE_NEWUTS:
+        sys.sethostname(spec.hostname)
+    if spec.domainname is not None and cfg.ns_flags & S.CLONE_NEWUTS:
+        sys.setdomainname(spec.domainname)
+    if not cfg.no_new_keyring:
+        sys.join_session_keyring(f"_ses.{cfg.id}")
+    cfg.fifo_fd = fifo_fd
+
+
+def _exec_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
+    cfg.fifo_fd = None
+
+
+def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
+    proc = cfg.process
+    P.apply_rlimits(proc)
+    if proc.terminal and cfg.console_fd is not None:
+        P.setup_terminal(cfg.console_fd, proc)
+    try:
+        os.chdir(proc.cwd)
+    except OSError as exc:
+        raise RuntimeError(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: {exc.strerror}")
+    exe = P.lookup_executable(proc.args[0], proc.env, proc.cwd)
+    # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still
+    # hold it. With no_new_privs, load it last so it constrains as little of our setup as
+    # possible (runc's order).
+    early_seccomp = cfg.seccomp is not None and not proc.no_new_privileges
+    if early_seccomp:
+        cfg.seccomp.load()
+    P.apply_identity(proc, sys)
+    if proc.no_new_privileges:
+        sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
+    chan.send("ready")
+    if cfg.fifo_fd is not None:
+        os.read(cfg.fifo_fd, 1)  # blocks until `start` writes to the exec fifo
+        os.close(cfg.fifo_fd)
+        hooks = cfg.spec.hooks
+        if hooks and hooks.start_container:
+            run_hooks(hooks.start_container, _state(cfg, "running"), "startContainer")
+    if cfg.seccomp is not None and not early_seccomp:
+        cfg.seccomp.load()
+    sys.close_range(3 + cfg.preserve_fds)
+    env = dict(e.split("=", 1) for e in proc.env)
+    os.execve(exe, list(proc.args), env)
+
+
+def _state(cfg: InitConfig, status: str) -> dict:
+    return {"ociVersion": cfg.spec.oci_version, "id": cfg.id, "status": status,
+            "pid": os.getpid(), "bundle": os.path.dirname(cfg.rootfs),
+            "annotations": dict(cfg.spec.annotations)}
+
+
+def _report(chan: Channel, exc: BaseException) -> None:
+    text = getattr(exc, "strerror", None) and f"{exc}" or str(exc) or type(exc).__name__
+    try:
+        chan.send(f"error {text}")
+    except OSError:
+        pass

@@ -1,0 +1,123 @@
+"""Container state on disk: `<root>/<id>/state.json`, the exec fifo, and the status rules.
+
+Owns where the runtime keeps what it knows of a container between invocations, how a status is
+derived from the kernel (a pid that is alive, its start time, the exec fifo, the freezer), and
+the per-container lock that serializes concurrent invocations. State files are written to a
+temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+
+from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound
+
+DEFAULT_ROOT = "/run/dockyard-runtime"
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def check_id(container_id: str) -> None:
+    """runc's rule: ``^[\\w+-\\.]+$``, and never a path component of its own."""
+    if not container_id or not set(container_id) <= _ID_CHARS or container_id in (".", ".."):
+        raise InvalidArgument(f"invalid container id format: {container_id!r}")
+
+
+def proc_start_time(pid: int, proc: str = "/proc") -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks), or None if the pid is gone or a zombie."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class ContainerDir:
+    """One container's directory under the runtime root."""
+
+    def __init__(self, root: str, container_id: str):
+        check_id(container_id)
+        self.id = container_id
+        self.path = os.path.join(root, container_id)
+        self._lock_fd: int | None = None
+
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.path, EXEC_FIFO)
+
+    def exists(self) -> bool:
+        return os.path.exists(os.path.join(self.path, STATE_FILE)) or os.path.isdir(self.path)
+
+    def make(self) -> None:
+        os.makedirs(os.path.dirname(self.path), mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.path, 0o711)
+        except FileExistsError:
+            raise AlreadyExists(f"container with id exists: {self.id}") from None
+
+    def lock(self) -> None:
+        """Hold an exclusive lock on the container until the process exits or `unlock`."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def load(self) -> dict:
+        try:
+            with open(os.path.join(self.path, STATE_FILE), "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            raise NotFound(f"container does not exist: {self.id}") from None
+
+    def save(self, state: dict) -> None:
+        tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(state))
+        os.rename(tmp, os.path.join(self.path, STATE_FILE))
+
+    def remove(self) -> None:
+        for name in os.listdir(self.path) if os.path.isdir(self.path) else ():
+            os.unlink(os.path.join(self.path, name))
+        try:
+            os.rmdir(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def status_of(state: dict, frozen: bool = False) -> str:
+    """What the kernel says about a container whose saved state is ``state``."""
+    pid = state.get("pid") or 0
+    if pid <= 0:
+        return CREATING if state.get("status") == CREATING else STOPPED
+    if proc_start_time(pid) != state.get("start_time"):
+        return STOPPED
+    if os.path.exists(os.path.join(state["state_dir"], EXEC_FIFO)):
+        return CREATED
+    return PAUSED if frozen else RUNNING
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if os.path.exists(os.path.join(root, n, STATE_FILE))]
+
+
+def iso_now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
