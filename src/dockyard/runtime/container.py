@@ -166,7 +166,8 @@ class Runtime(ControlMixin):
                              container_id=container_id, cgroup=cg, ns_flags=ns.new_flags,
                              ns_join=ns.join, fifo=cdir.fifo, console_fd=console_fd,
                              preserve_fds=preserve_fds, no_pivot=no_pivot,
-                             no_new_keyring=no_new_keyring, seccomp=seccomp)
+                             no_new_keyring=no_new_keyring, seccomp=seccomp,
+                             close_fds=cdir.lock_fds())
             pid = self._spawn(cfg, state)
             state.update(pid=pid, start_time=st.proc_start_time(pid), status=st.CREATED)
             cdir.save(state)

@@ -46,17 +46,20 @@ class InitConfig:
     def __init__(self, *, spec: Spec, process: Process, rootfs: str, container_id: str,
                  cgroup, ns_flags: int, ns_join: tuple, fifo: str | None, console_fd: int | None,
                  preserve_fds: int, no_pivot: bool, no_new_keyring: bool, seccomp,
-                 is_exec: bool = False):
+                 is_exec: bool = False, close_fds: tuple[int, ...] = ()):
         self.spec, self.process, self.rootfs, self.id = spec, process, rootfs, container_id
         self.cgroup, self.ns_flags, self.ns_join = cgroup, ns_flags, ns_join
         self.fifo, self.console_fd, self.preserve_fds = fifo, console_fd, preserve_fds
         self.no_pivot, self.no_new_keyring, self.seccomp = no_pivot, no_new_keyring, seccomp
         self.is_exec = is_exec
+        self.close_fds = close_fds  # the parent's fds (state lock) the children must not keep
 
 
 def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
     code = 1
     try:
+        for fd in cfg.close_fds:
+            os.close(fd)
         sys.set_dumpable(False)
         if cfg.cgroup is not None:
             cfg.cgroup.add(os.getpid())
@@ -165,9 +168,10 @@ def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
         hooks = cfg.spec.hooks
         if hooks and hooks.start_container:
             run_hooks(hooks.start_container, _state(cfg, "running"), "startContainer")
+    # close before a late filter load: older profiles do not allow close_range
+    sys.close_range(3 + cfg.preserve_fds)
     if cfg.seccomp is not None and not early_seccomp:
         cfg.seccomp.load()
-    sys.close_range(3 + cfg.preserve_fds)
     env = dict(e.split("=", 1) for e in proc.env)
     os.execve(exe, list(proc.args), env)
 

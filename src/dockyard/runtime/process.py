@@ -111,7 +111,9 @@ def apply_identity(proc: Process, sys: S.Syscalls = S.SYS) -> None:
         ambient = caps.mask(spec_caps.ambient, last)[0]
     sys.capset(effective, permitted, inheritable)
     for n in range(last + 1):
-        if ambient >> n & 1:
+        if ambient >> n & 1 and inheritable >> n & 1 and permitted >> n & 1:
+            # the kernel refuses an ambient cap not in both sets; runc ignores such entries too
+            # (`runc spec` lists ambient caps with no inheritable set)
             sys.prctl(S.PR_CAP_AMBIENT, S.PR_CAP_AMBIENT_RAISE, n)
     if user.umask is not None:
         os.umask(user.umask)

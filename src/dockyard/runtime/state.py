@@ -16,7 +16,8 @@ import time
 from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
-STATE_FILE = "state.json"
+# not runc's "state.json": dockerd hands every runc-like runtime the same --root
+STATE_FILE = "dockyard-state.json"
 EXEC_FIFO = "exec.fifo"
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 
@@ -70,6 +71,10 @@ class ContainerDir:
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._lock_fd = fd
+
+    def lock_fds(self) -> tuple[int, ...]:
+        """The fd holding the lock: a forked child must close it, or it holds the lock too."""
+        return () if self._lock_fd is None else (self._lock_fd,)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
