@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
+	@# bytecode up front: the environment may set PYTHONDONTWRITEBYTECODE, and the runtime's
+	@# start time is mostly imports
+	$(PY) -m compileall -q src >/dev/null
 
 demo: deps
 	$(PY) -m dockyard.testing.demo

@@ -6,13 +6,13 @@ the list table, ps output). The work itself is in `container.py` and `control.py
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from dockyard.errdefs import InvalidArgument
 from dockyard.runtime.container import Runtime
 from dockyard.runtime.state import DEFAULT_ROOT
+from dockyard.spec import jsonfast
 from dockyard.spec.codec import from_json
 from dockyard.spec.runtime import LinuxCapabilities, Process, User, parse_resources
 
@@ -25,6 +25,12 @@ def _id(pos: list[str], verb: str) -> str:
     if not pos:
         raise InvalidArgument(f'"{verb}" requires a container id')
     return pos[0]
+
+
+def _pretty(value: object) -> str:
+    import json  # indented output only, off the start path
+
+    return json.dumps(value, indent=2) + "\n"
 
 
 def _out(text: str) -> None:
@@ -54,7 +60,7 @@ def cmd_start(g, o, pos, log) -> int:
 
 
 def cmd_state(g, o, pos, log) -> int:
-    _out(json.dumps(_runtime(g, log).state(_id(pos, "state")), indent=2) + "\n")
+    _out(_pretty(_runtime(g, log).state(_id(pos, "state"))))
     return 0
 
 
@@ -97,7 +103,7 @@ def exec_process(base: Process, o: dict, args: list[str]) -> Process:
         path = o["process"]
         try:
             with open(path, "rb") as f:
-                data = json.loads(f.read())
+                data = jsonfast.loads(f.read())
         except (OSError, ValueError) as exc:
             raise InvalidArgument(f"--process {path}: {exc}") from None
         proc = from_json(Process, data, "process")
@@ -148,7 +154,7 @@ def cmd_list(g, o, pos, log) -> int:
     if o.get("quiet"):
         _out("".join(s["id"] + "\n" for s in states))
     elif fmt == "json":
-        _out(json.dumps(states) + "\n")
+        _out(jsonfast.dumps(states) + "\n")
     elif fmt == "table":
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"] or "root"]
@@ -165,7 +171,7 @@ def cmd_ps(g, o, pos, log) -> int:
     cid = _id(pos, "ps")
     pids = _runtime(g, log).pids(cid)
     if (o.get("format") or "table") == "json":
-        _out(json.dumps(pids) + "\n")
+        _out(jsonfast.dumps(pids) + "\n")
         return 0
     ps_args = pos[1:] or ["-ef"]
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout
@@ -208,7 +214,7 @@ def cmd_update(g, o, pos, log) -> int:
         src = o["resources"]
         raw = sys.stdin.read() if src == "-" else open(src).read()
         try:
-            data = json.loads(raw)
+            data = jsonfast.loads(raw)
         except ValueError as exc:
             raise InvalidArgument(f"--resources: not valid JSON: {exc}") from None
     else:
@@ -268,7 +274,7 @@ def cmd_spec(g, o, pos, log) -> int:
         raise InvalidArgument("File config.json exists. Remove it first.")
     spec = default_spec_json(rootless=bool(o.get("rootless")), uid=os.getuid(), gid=os.getgid())
     with open(path, "w") as f:
-        f.write(json.dumps(spec, indent=2) + "\n")
+        f.write(_pretty(spec))
     return 0
 
 
@@ -288,5 +294,5 @@ def cmd_features(g, o, pos, log) -> int:
             "apparmor": {"enabled": False}, "selinux": {"enabled": False},
         },
     }
-    _out(json.dumps(features, indent=2) + "\n")
+    _out(_pretty(features))
     return 0

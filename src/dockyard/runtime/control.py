@@ -6,13 +6,12 @@ lifecycle. A mixin of `Runtime` (container.py), which provides `_load`, `_status
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 from dockyard.errdefs import Conflict
 from dockyard.runtime import plan, state as st
 from dockyard.spec.codec import to_json
+from dockyard.spec.jsonfast import dumps
 from dockyard.spec.runtime import LinuxResources, Spec
 
 
@@ -72,7 +71,7 @@ class ControlMixin:
     def events(self, container_id: str, interval: float, out, stats_once: bool = False) -> None:
         """Write JSON lines: stats every ``interval``, "oom" when the kernel OOM-kills inside."""
         if stats_once:
-            out.write(json.dumps(self.stats(container_id)) + "\n")
+            out.write(dumps(self.stats(container_id)) + "\n")
             out.flush()
             return
         _, state = self._load(container_id)
@@ -81,8 +80,8 @@ class ControlMixin:
         while self._status(state) != st.STOPPED:
             now = cg.oom_kill_count()
             if now > ooms:
-                out.write(json.dumps({"type": "oom", "id": container_id}) + "\n")
+                out.write(dumps({"type": "oom", "id": container_id}) + "\n")
                 ooms = now
-            out.write(json.dumps({"type": "stats", "id": container_id, "data": cg.stats()}) + "\n")
+            out.write(dumps({"type": "stats", "id": container_id, "data": cg.stats()}) + "\n")
             out.flush()
             time.sleep(interval)

@@ -8,17 +8,17 @@ failures are only logged, as the spec says).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from dockyard.errdefs import System
+from dockyard.spec.jsonfast import dumps
 from dockyard.spec.runtime import Hook
 
 
 def run_hook(hook: Hook, state: dict, kind: str) -> None:
     argv = list(hook.args) or [hook.path]
-    payload = json.dumps(state).encode()
+    payload = dumps(state).encode()
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: stdin from the pipe, the hook's own environment only

@@ -62,7 +62,7 @@ def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
             os.close(fd)
         sys.set_dumpable(False)
         if cfg.cgroup is not None:
-            cfg.cgroup.add(os.getpid())
+            cfg.cgroup.add_self()
         fds = [(kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in cfg.ns_join]
         for kind, fd in fds:
             if kind == "user":

@@ -9,10 +9,11 @@ so this is a small writer of its own.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+
+from dockyard.spec.jsonfast import dumps
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -28,9 +29,9 @@ class RuntimeLog:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
         if self.fmt == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": stamp})
+            line = dumps({"level": level, "msg": msg, "time": stamp})
         else:
-            line = f"time={json.dumps(stamp)} level={level} msg={json.dumps(msg)}"
+            line = f"time={dumps(stamp)} level={level} msg={dumps(msg)}"
         if self.path:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)

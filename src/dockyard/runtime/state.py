@@ -9,11 +9,11 @@ temporary name and renamed, so a reader never sees half a file.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 
 from dockyard.errdefs import AlreadyExists, InvalidArgument, NotFound
+from dockyard.spec import jsonfast
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
 # not runc's "state.json": dockerd hands every runc-like runtime the same --root
@@ -84,14 +84,14 @@ class ContainerDir:
     def load(self) -> dict:
         try:
             with open(os.path.join(self.path, STATE_FILE), "rb") as f:
-                return json.loads(f.read())
+                return jsonfast.loads(f.read())
         except FileNotFoundError:
             raise NotFound(f"container does not exist: {self.id}") from None
 
     def save(self, state: dict) -> None:
         tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
         with open(tmp, "w") as f:
-            f.write(json.dumps(state))
+            f.write(jsonfast.dumps(state))
         os.rename(tmp, os.path.join(self.path, STATE_FILE))
 
     def remove(self) -> None:

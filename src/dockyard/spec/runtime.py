@@ -7,8 +7,7 @@ Every error names the offending field, as ``linux.namespaces[2].type: unknown na
 
 from __future__ import annotations
 
-import json
-
+from dockyard.spec import jsonfast
 from dockyard.errdefs import InvalidArgument
 from dockyard.spec.codec import F, Struct, from_json, to_json
 
@@ -286,7 +285,7 @@ def load_spec(path: str) -> Spec:
     except FileNotFoundError:
         raise InvalidArgument(f"config.json: {path} does not exist") from None
     try:
-        data = json.loads(raw)
+        data = jsonfast.loads(raw)
     except ValueError as exc:
         raise InvalidArgument(f"config.json: not valid JSON: {exc}") from None
     return Spec.from_json(data)

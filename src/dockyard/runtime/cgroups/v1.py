@@ -124,6 +124,20 @@ class V1Manager(CgroupManager):
         for directory in self.dirs:
             self.add_pid(directory, pid)
 
+    def add_self(self) -> None:
+        """Move the calling (single-threaded) process in by writing "0" to ``tasks``.
+
+        Migrating one thread that is `current` skips the kernel's global threadgroup rwsem,
+        whose write side waits for an RCU grace period (~10 ms here) on every cgroup.procs
+        write (kernel/cgroup/cgroup.c, cgroup_procs_write_start). For a single-threaded
+        process the thread is the whole process.
+        """
+        for directory in self.dirs:
+            try:
+                self.write(directory + "/tasks", "0")
+            except OSError as exc:
+                raise cgroup_error(exc, directory + "/tasks", "0") from None
+
     def exists(self) -> bool:
         return bool(self.dirs) and os.path.isdir(self._primary())
 

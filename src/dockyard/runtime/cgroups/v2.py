@@ -113,6 +113,10 @@ class V2Manager(CgroupManager):
     def add(self, pid: int) -> None:
         self.add_pid(self.dir, pid)
 
+    def add_self(self) -> None:
+        """Move the calling process in (v2 has no per-thread shortcut outside threaded trees)."""
+        self.add_pid(self.dir, os.getpid())
+
     def exists(self) -> bool:
         return os.path.isdir(self.dir)
 
