@@ -52,6 +52,7 @@ class InitConfig:
         self.fifo, self.console_fd, self.preserve_fds = fifo, console_fd, preserve_fds
         self.no_pivot, self.no_new_keyring, self.seccomp = no_pivot, no_new_keyring, seccomp
         self.is_exec = is_exec
+        self.fifo_fd: int | None = None  # opened by stage 1 (see there)
         self.close_fds = close_fds  # the parent's fds (state lock) the children must not keep
 
 
@@ -63,6 +64,10 @@ def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
         sys.set_dumpable(False)
         if cfg.cgroup is not None:
             cfg.cgroup.add_self()
+        # Open the exec fifo while still host root in the host's mount namespace: the fifo is
+        # the runtime's (mode 0622), which a user namespace's root or a joined mount
+        # namespace cannot reach. Stage 2 inherits the fd.
+        cfg.fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC) if cfg.fifo else None
         fds = [(kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in cfg.ns_join]
         for kind, fd in fds:
             if kind == "user":
@@ -117,7 +122,6 @@ def _init_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
     )
     if new_mntns:
         setup.prepare()
-    fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC)
     chan.send("hooks")  # the parent runs prestart and createRuntime hooks now
     chan.wait_ok()
     if spec.hooks and spec.hooks.create_container:
@@ -135,11 +139,10 @@ def _init_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
         sys.setdomainname(spec.domainname)
     if not cfg.no_new_keyring:
         sys.join_session_keyring(f"_ses.{cfg.id}")
-    cfg.fifo_fd = fifo_fd
 
 
 def _exec_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
-    cfg.fifo_fd = None
+    pass
 
 
 def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:

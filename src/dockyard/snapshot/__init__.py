@@ -1,0 +1,1 @@
+"""snapshot layer (see docs/DESIGN.md)."""
