@@ -34,12 +34,14 @@ demo: deps
 	$(PY) -m dockyard.testing.demo
 
 test: deps
+	$(PY) -m compileall -q src >/dev/null
 	$(PY) -m pytest -p no:cacheprovider tests
 
 unit: venv
 	$(PY) -m pytest -p no:cacheprovider -m unit tests
 
 bench: deps
+	$(PY) -m compileall -q src >/dev/null
 	$(PY) bench/runtime.py
 
 clean:

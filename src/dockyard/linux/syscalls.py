@@ -13,7 +13,8 @@ from __future__ import annotations
 import ctypes
 import os
 
-# clone(2) namespace flags
+# clone(2) flags
+CLONE_FS = 0x00000200
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -133,6 +134,9 @@ class Syscalls:
 
     def chroot(self, path: str) -> None:
         os.chroot(path)
+
+    def chdir(self, path: str) -> None:
+        os.chdir(path)
 
     def unshare(self, flags: int) -> None:
         _check(_lib().unshare(flags), f"unshare {flags:#x}")

@@ -28,6 +28,9 @@ class RecordingSyscalls(Syscalls):
     def chroot(self, path):
         self._rec("chroot", path)
 
+    def chdir(self, path):
+        self._rec("chdir", path)
+
     def unshare(self, flags):
         self._rec("unshare", flags)
 
