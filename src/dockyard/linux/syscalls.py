@@ -181,7 +181,7 @@ class Syscalls:
 
     def close_range(self, first: int, last: int = 0xFFFFFFFF) -> None:
         if _lib().syscall(_SYS_CLOSE_RANGE, first, ctypes.c_uint(last), 0) < 0:
-            os.closerange(first, 65536)
+            os.closerange(first, min(last, 65535) + 1)
 
     def mknod(self, path: str, mode: int, device: int) -> None:
         os.mknod(path, mode, device)

@@ -99,6 +99,14 @@ def _parse_user(text: str, extra_gids: list[str]) -> User:
 
 def exec_process(base: Process, o: dict, args: list[str]) -> Process:
     """The process `exec` runs: --process, or the container's process with flags applied."""
+    proc = _exec_process(base, o, args)
+    for env in proc.env:
+        if "=" not in env:  # runc's check; the init would fail on it with a cryptic message
+            raise InvalidArgument(f'invalid environment variable: "{env}"')
+    return proc
+
+
+def _exec_process(base: Process, o: dict, args: list[str]) -> Process:
     if o.get("process"):
         path = o["process"]
         try:

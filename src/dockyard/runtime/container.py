@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from dockyard.errdefs import Conflict, InvalidArgument, NotFound
+from dockyard.errdefs import Conflict, DockyardError, InvalidArgument, NotFound
 from dockyard.linux import syscalls as S
 from dockyard.runtime import plan, state as st
 from dockyard.runtime.control import ControlMixin
@@ -22,8 +22,11 @@ from dockyard.spec.runtime import Process, Spec, load_spec
 _SIGKILL = 9
 
 
-class InitError(Exception):
-    """The container's init reported a failure (its message says which)."""
+class InitError(DockyardError):
+    """The container's init reported a failure (its message says which).
+
+    A category, so the CLI reports it as an error (exit status 1, the message), not a
+    traceback: a missing executable or cwd is only found inside the container."""
 
 
 class _Parent:
@@ -110,7 +113,8 @@ class Runtime(ControlMixin):
 
     def _status(self, state: dict) -> str:
         status = st.status_of(state)
-        if status == st.RUNNING and self._frozen(state):
+        # a frozen created container is "paused" too (runc), and `resume` makes it created again
+        if status in (st.RUNNING, st.CREATED) and self._frozen(state):
             return st.PAUSED
         return status
 
@@ -325,18 +329,22 @@ class Runtime(ControlMixin):
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-            if status == st.PAUSED and sig == _SIGKILL:
-                cg.thaw()
-            return
-        os.kill(state["pid"], sig)
+        else:
+            os.kill(state["pid"], sig)
+        if status == st.PAUSED and sig == _SIGKILL:
+            # a task in a v1-frozen cgroup cannot die until thawed (runc thaws for SIGKILL too)
+            self._cgroup(Spec.from_json(state["spec"]), container_id).thaw()
 
     def delete(self, container_id: str, force: bool = False) -> None:
         cdir = st.ContainerDir(self.root, container_id)
         try:
             state = cdir.load()
         except NotFound:
-            if force and os.path.isdir(cdir.path):
+            # runc: remove what an aborted create left; with --force a missing container is
+            # not an error (containerd's shim deletes with --force and expects success)
+            if os.path.isdir(cdir.path):
                 cdir.remove()
+            if force:
                 return
             raise
         cdir.lock()
@@ -348,6 +356,8 @@ class Runtime(ControlMixin):
                 raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
             if status != st.STOPPED:
                 self._kill_all(cg, state, status)
+            else:
+                self._kill_leftovers(cg)
             cg.destroy()
             if spec.hooks and spec.hooks.poststop:
                 run_hooks(spec.hooks.poststop, self.oci_state(state, st.STOPPED), "poststop",
@@ -367,6 +377,24 @@ class Runtime(ControlMixin):
             cg.thaw()
         _wait_gone(state["pid"], state.get("start_time"))
         for pid in cg.pids():
+            _wait_gone(pid, st.proc_start_time(pid))
+
+    def _kill_leftovers(self, cg) -> None:
+        """SIGKILL what is still in a stopped container's cgroup. Without a pid namespace of
+        its own, the init's children outlive it, and the cgroup cannot be removed while they
+        run (runc's destroy kills them too)."""
+        try:
+            pids = cg.pids()
+        except NotFound:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, _SIGKILL)
+            except ProcessLookupError:
+                pass
+        if pids and cg.frozen():
+            cg.thaw()
+        for pid in pids:
             _wait_gone(pid, st.proc_start_time(pid))
 
     # -- foreground run, exec -----------------------------------------------------------------
@@ -404,7 +432,7 @@ class Runtime(ControlMixin):
         # the init connects to a console socket by path; hand it our socketpair's end instead
         self._console_fd_override = receiver.child_fd
         try:
-            return self.create(container_id, bundle, **kw, console_socket="<socketpair>")
+            return self.create(container_id, bundle, **{**kw, "console_socket": "<socketpair>"})
         finally:
             self._console_fd_override = None
 

@@ -64,7 +64,7 @@ class ControlMixin:
     def stats(self, container_id: str) -> dict:
         _, state = self._load(container_id)
         if self._status(state) == st.STOPPED:
-            raise Conflict("container not running")
+            raise Conflict(f"container with id {container_id} is not running")
         cg = self._cgroup(Spec.from_json(state["spec"]), container_id)
         return {"type": "stats", "id": container_id, "data": cg.stats()}
 
@@ -75,6 +75,8 @@ class ControlMixin:
             out.flush()
             return
         _, state = self._load(container_id)
+        if self._status(state) == st.STOPPED:  # runc: an error, not an empty stream
+            raise Conflict(f"container with id {container_id} is not running")
         cg = self._cgroup(Spec.from_json(state["spec"]), container_id)
         ooms = cg.oom_kill_count()
         while self._status(state) != st.STOPPED:

@@ -12,6 +12,7 @@ import os
 import time
 
 from dockyard.errdefs import System
+from dockyard.linux.syscalls import SYS
 from dockyard.spec.jsonfast import dumps
 from dockyard.spec.runtime import Hook
 
@@ -25,6 +26,10 @@ def run_hook(hook: Hook, state: dict, kind: str) -> None:
         try:
             os.close(wfd)
             os.dup2(rfd, 0)
+            # only stdio: whatever else we hold (fds the runtime's caller passed, not
+            # close-on-exec) must not reach a hook, least of all a startContainer hook,
+            # which runs a program of the container's image
+            SYS.close_range(3)
             os.execve(hook.path, argv, dict(e.split("=", 1) for e in hook.env))
         finally:
             os._exit(127)

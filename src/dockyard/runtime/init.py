@@ -62,6 +62,7 @@ def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
         for fd in cfg.close_fds:
             os.close(fd)
         sys.set_dumpable(False)
+        _close_inherited(cfg, chan, sys)
         if cfg.cgroup is not None:
             cfg.cgroup.add_self()
         # Open the exec fifo while still host root in the host's mount namespace: the fifo is
@@ -96,6 +97,22 @@ def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
         os._exit(code)
 
 
+def _close_inherited(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
+    """Close what the runtime's caller left open, but for the preserved fds and our own.
+
+    The waiting init is non-dumpable, yet a process with CAP_SYS_PTRACE in its pid namespace
+    (another container sharing it) may still open /proc/<pid>/fd/N: a host directory there
+    is a way out (the leaked-fd half of CVE-2024-21626). Closing only before execve is late.
+    """
+    first = 3 + cfg.preserve_fds
+    for fd in sorted(fd for fd in (chan.rfd, chan.wfd, cfg.console_fd) if fd is not None):
+        if fd >= first:
+            if fd > first:
+                sys.close_range(first, fd - 1)
+            first = fd + 1
+    sys.close_range(first)
+
+
 def stage2(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
     try:
         os.setsid()
@@ -125,7 +142,8 @@ def _init_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
     chan.send("hooks")  # the parent runs prestart and createRuntime hooks now
     chan.wait_ok()
     if spec.hooks and spec.hooks.create_container:
-        run_hooks(spec.hooks.create_container, _state(cfg, "created"), "createContainer")
+        # still "creating": create has not finished (runtime spec, state.md; runc agrees)
+        run_hooks(spec.hooks.create_container, _state(cfg, "creating"), "createContainer")
     if new_mntns:
         setup.pivot(cfg.no_pivot)
         setup.finish()
@@ -154,7 +172,16 @@ def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
         os.chdir(proc.cwd)
     except OSError as exc:
         raise RuntimeError(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: {exc.strerror}")
+    try:
+        # A cwd through an fd we inherited (/proc/self/fd/N of a host directory) lands outside
+        # our root, where getcwd(3) fails with ENOENT ("(unreachable)"): CVE-2024-21626.
+        os.getcwd()
+    except OSError:
+        raise RuntimeError(f"cwd ({proc.cwd!r}) set in config.json is outside the container's root") from None
     exe = P.lookup_executable(proc.args[0], proc.env, proc.cwd)
+    env = dict(e.split("=", 1) for e in proc.env)
+    if "HOME" not in env:  # as runc: from the container's /etc/passwd, read as root
+        env["HOME"] = P.home_dir(proc.user.uid)
     # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still
     # hold it. With no_new_privs, load it last so it constrains as little of our setup as
     # possible (runc's order).
@@ -166,17 +193,33 @@ def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
         sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
     chan.send("ready")
     if cfg.fifo_fd is not None:
+        _die_on_signals()
         os.read(cfg.fifo_fd, 1)  # blocks until `start` writes to the exec fifo
         os.close(cfg.fifo_fd)
         hooks = cfg.spec.hooks
         if hooks and hooks.start_container:
-            run_hooks(hooks.start_container, _state(cfg, "running"), "startContainer")
+            # "created": the user's program has not been executed yet (state.md; as runc)
+            run_hooks(hooks.start_container, _state(cfg, "created"), "startContainer")
     # close before a late filter load: older profiles do not allow close_range
     sys.close_range(3 + cfg.preserve_fds)
     if cfg.seccomp is not None and not early_seccomp:
         cfg.seccomp.load()
-    env = dict(e.split("=", 1) for e in proc.env)
     os.execve(exe, list(proc.args), env)
+
+
+_FATAL_SIGNALS = (1, 2, 3, 6, 10, 12, 14, 15)  # HUP INT QUIT ABRT USR1 USR2 ALRM TERM
+
+
+def _die_on_signals() -> None:
+    """As pid 1 of its namespace the waiting init gets no default signal actions from the
+    kernel; die on the usual fatal signals as runc's init does. execve resets these."""
+    import _signal
+
+    def die(signum, _frame):
+        os._exit(128 + signum)
+
+    for sig in _FATAL_SIGNALS:
+        _signal.signal(sig, die)
 
 
 def _state(cfg: InitConfig, status: str) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import resource
+import stat
 
 from dockyard.errdefs import InvalidArgument
 from dockyard.linux import capabilities as caps
@@ -58,6 +59,26 @@ def _check_executable(path: str, arg0: str) -> None:
         raise InvalidArgument(f'exec: "{arg0}": stat {arg0}: no such file or directory')
     if os.path.isdir(path) or not os.access(path, os.X_OK):
         raise InvalidArgument(f'exec: "{arg0}": permission denied')
+
+
+def home_dir(uid: int, passwd: str = "/etc/passwd") -> str:
+    """``uid``'s home directory in ``passwd`` (the container's), or "/" as runc defaults.
+
+    Opened non-blocking and read only if it is a regular file: the image controls it, and a
+    fifo there must not hang the init."""
+    try:
+        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        text = f.read(1 << 20).decode(errors="replace")
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid):
+            return fields[5] or "/"
+    return "/"
 
 
 def setup_terminal(console_fd: int, proc: Process) -> None:

@@ -88,11 +88,21 @@ class RootfsSetup:
         self.cgroup_path = cgroup_path
         self.in_userns = in_userns
         self.new_cgroupns = new_cgroupns
+        self.mountinfo = "/proc/self/mountinfo"
 
     # -- before pivot_root ------------------------------------------------------------------
 
     def prepare(self) -> None:
-        self.sys.mount(None, "/", None, plan.rootfs_propagation(self.spec))
+        propagation = plan.rootfs_propagation(self.spec)
+        self.sys.mount(None, "/", None, propagation)
+        if propagation & S.MS_SHARED or not propagation & S.MS_REC:
+            # The mount holding the rootfs may still be shared ("shared"/"rshared", or a
+            # non-recursive change of / only): pivot_root(2) refuses a new root whose parent
+            # mount is shared (EINVAL), and our bind would propagate to the host. runc makes
+            # that mount private too (prepareRoot).
+            mount_point, optional = _mount_of(self.rootfs, self.mountinfo)
+            if "shared:" in optional:
+                self.sys.mount(None, mount_point, None, S.MS_PRIVATE)
         # pivot_root needs the new root to be a mount point of its own
         self.sys.mount(self.rootfs, self.rootfs, "bind", S.MS_BIND | S.MS_REC)
         for i, m in enumerate(self.spec.mounts):
@@ -200,9 +210,17 @@ class RootfsSetup:
             self.sys.mount(self.rootfs, "/", None, S.MS_MOVE)
             self.sys.chroot(".")
         else:
-            # pivot_root(".", "."): the old root ends up stacked under the new one at "/";
-            # detaching it leaves only the container's tree (see pivot_root(2) NOTES).
-            self.sys.pivot_root(".", ".")
+            # pivot_root(".", "."): the old root ends up stacked on the new one at "/";
+            # detaching it leaves only the container's tree (see pivot_root(2) NOTES). Our
+            # cwd stays on the new root, so step onto the old one first: made a slave from
+            # there, only the old tree is changed (from the new root, the rslave would
+            # undo the propagation of every container mount: "rshared" binds and all).
+            old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self.sys.pivot_root(".", ".")
+                os.fchdir(old_root)
+            finally:
+                os.close(old_root)
             self.sys.mount(None, ".", None, S.MS_SLAVE | S.MS_REC)
             self.sys.umount(".", S.MNT_DETACH)
         os.chdir("/")
@@ -239,6 +257,20 @@ class RootfsSetup:
             self.sys.mount("tmpfs", path, "tmpfs", S.MS_RDONLY, None)
         else:
             self.sys.mount("/dev/null", path, "bind", S.MS_BIND)
+
+
+def _mount_of(path: str, mountinfo: str) -> tuple[str, str]:
+    """(mount point, optional fields) of the mount that holds ``path`` (the longest mount
+    point that is a prefix of it; the last one mounted if several are stacked)."""
+    best, best_optional = "/", ""
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.partition(" - ")[0].split()
+            point = fields[4].replace("\\040", " ")
+            if path == point or path.startswith(point.rstrip("/") + "/"):
+                if len(point) >= len(best):
+                    best, best_optional = point, " ".join(fields[6:])
+    return best, best_optional
 
 
 def _cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, tuple[str, str]]:

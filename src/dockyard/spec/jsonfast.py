@@ -41,6 +41,12 @@ def loads(data: bytes | str) -> object:
         value, end = _scan(text, start)
     except StopIteration as exc:
         raise ValueError(f"Expecting value at char {exc.value}") from None
+    except SystemError:
+        # _json reports syntax errors with json.decoder.JSONDecodeError, which it finds only
+        # when json.decoder is imported; import it (errors only) and scan again
+        import json.decoder  # noqa: F401
+
+        value, end = _scan(text, start)
     rest = text[end:]
     if rest.strip(_WS):
         raise ValueError(f"Extra data at char {end}")

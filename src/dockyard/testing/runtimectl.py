@@ -51,14 +51,21 @@ class RuntimeCLI:
 
     def __call__(self, *args: str, input: str | None = None, timeout: float | None = None,
                  fds: dict[int, int] | None = None, cwd: str | Path | None = None,
-                 stdout=None) -> subprocess.CompletedProcess:
-        """Run the runtime to completion; stdout/stderr as text (stdout unless redirected).
+                 stdout: str | Path | None = None) -> subprocess.CompletedProcess:
+        """Run the runtime to completion; stdout/stderr as text.
 
-        ``fds`` maps a target fd number in the runtime to an fd of ours (``{3: w}``).
+        ``stdout``: a path to append the output to instead (a detached container keeps
+        writing there after the command returned). ``fds`` maps a target fd number in the
+        runtime to an fd of ours (``{3: w}``).
         """
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = self.popen(*args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                              stdout=out if stdout is None else stdout, stderr=err, fds=fds, cwd=cwd)
+            target = open(stdout, "ab") if stdout is not None else out
+            try:
+                proc = self.popen(*args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                  stdout=target, stderr=err, fds=fds, cwd=cwd)
+            finally:
+                if target is not out:
+                    target.close()
             try:
                 proc.communicate(input.encode() if input is not None else None,
                                  timeout=timeout or self.timeout)
@@ -141,6 +148,29 @@ class RuntimeCLI:
         for cid in self.existing():
             _rmtree(self.root / cid)
         return leaks
+
+
+# -- waiting ------------------------------------------------------------------------------------
+
+def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something true (returned); assert on timeout."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.01)
+    return value
+
+
+def wait_text(path: Path, text: str, timeout: float = 5.0) -> str:
+    """Wait until the file ``path`` contains ``text``; its whole content."""
+    def content() -> str:
+        try:
+            found = path.read_text()
+        except FileNotFoundError:
+            return ""
+        return found if text in found else ""
+
+    return wait_for(content, timeout, f"{text!r} in {path}")
 
 
 # -- host-side probes ---------------------------------------------------------------------------
@@ -249,3 +279,132 @@ def host_mounts() -> set[str]:
     """The host's mount table as a set of (mount point, source, fs type) lines."""
     lines = Path("/proc/self/mountinfo").read_text().splitlines()
     return {" ".join((ln.split()[4], *ln.split(" - ", 1)[1].split()[:2])) for ln in lines}
+
+
+# -- pytest fixtures (import them into a test module: `from ... import rt, bundle`) ----------
+#
+# They live here rather than in tests/integration/conftest.py so that test modules using them
+# do not depend on, or collide with, fixtures other test files define there.
+
+def edit_config(bundle: Path, edit) -> Path:
+    """Apply ``edit(config_dict)`` to the bundle's config.json."""
+    path = bundle / "config.json"
+    config = json.loads(path.read_text())
+    edit(config)
+    path.write_text(json.dumps(config, indent=2))
+    return bundle
+
+
+class ConsoleSocket:
+    """A --console-socket server: accepts one connection and receives the pty master over it
+    (runc's protocol: one SCM_RIGHTS message whose data is the pty's name)."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+        import threading
+
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+        self.sock.settimeout(10)
+        self.master: int | None = None
+        self.name = b""
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+            self.name = msg
+            self.master = fds[0] if fds else None
+
+    def wait_master(self, timeout: float = 10) -> int:
+        self._thread.join(timeout)
+        assert self.master is not None, "the runtime sent no pty master"
+        return self.master
+
+    def read_until(self, text: bytes, timeout: float = 5) -> bytes:
+        """Read the pty master until ``text`` appears (or EOF/timeout); everything read."""
+        import select
+
+        master, data = self.wait_master(), b""
+        deadline = time.monotonic() + timeout
+        while text not in data and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the last slave fd closed
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(1)
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+
+
+def _fixtures():
+    import shutil
+
+    import pytest
+
+    @pytest.fixture
+    def rt(tmp_path):
+        """The runtime's CLI with a private --root; at teardown every container is force
+        deleted, leftovers are killed and removed, and the test fails if there were any."""
+        cli = RuntimeCLI(tmp_path / "state")
+        yield cli
+        leaks = cli.cleanup()
+        assert not leaks, f"left behind after delete --force: {leaks}"
+
+    @pytest.fixture
+    def bundle(bundle_factory):
+        """``bundle("sh", "-c", "...", edit=fn)``: a busybox bundle running those args;
+        ``fn`` may change the config dict in place."""
+
+        def make(*args: str, edit=None, **changes) -> Path:
+            path = bundle_factory(list(args), **changes)
+            return edit_config(path, edit) if edit else path
+
+        return make
+
+    @pytest.fixture
+    def sockdir():
+        """A short directory for unix sockets (sun_path holds 108 bytes; tmp_path can be
+        longer)."""
+        path = Path(tempfile.mkdtemp(prefix="dy-", dir="/tmp"))
+        yield path
+        shutil.rmtree(path, ignore_errors=True)
+
+    @pytest.fixture
+    def console_socket(sockdir):
+        """Make console-socket servers; all are closed at teardown."""
+        made: list[ConsoleSocket] = []
+
+        def make() -> ConsoleSocket:
+            server = ConsoleSocket(sockdir / f"console{len(made)}.sock")
+            made.append(server)
+            return server
+
+        yield make
+        for server in made:
+            server.close()
+
+    return rt, bundle, sockdir, console_socket
+
+
+rt, bundle, sockdir, console_socket = _fixtures()

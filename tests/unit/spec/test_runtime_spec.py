@@ -102,3 +102,13 @@ def test_arbitrary_json_never_crashes_the_decoder(value):
             from_json(cls, value)
         except InvalidArgument:
             pass
+
+
+def test_jsonfast_reports_syntax_errors_as_valueerror_without_json_imported():
+    import subprocess
+    import sys
+
+    code = ("from dockyard.spec.jsonfast import loads\n"
+            "try:\n    loads('{ not json')\nexcept ValueError as e:\n    print('ValueError')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ValueError", out.stderr
