@@ -115,8 +115,6 @@ def test_time_namespace(rt, bundle):
     rt.ok("delete", "--force", cid)
 
 
-@pytest.mark.xfail(strict=True, reason="linux.timeOffsets (OCI 1.2) is not implemented: the "
-                   "offsets are never written to /proc/<pid>/timens_offsets")
 @pytest.mark.skipif(not os.path.exists("/proc/self/ns/time"), reason="kernel without time namespaces")
 def test_time_namespace_offsets(rt, bundle):
     def edit(c):

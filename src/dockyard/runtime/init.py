@@ -86,6 +86,8 @@ def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
             os.setresuid(0, 0, 0)
         if cfg.ns_flags & ~S.CLONE_NEWUSER:
             sys.unshare(cfg.ns_flags & ~S.CLONE_NEWUSER)
+        if cfg.ns_flags & S.CLONE_NEWTIME and cfg.spec.linux.time_offsets:
+            _write_time_offsets(cfg.spec.linux.time_offsets)
         pid = os.fork()
         if pid == 0:
             stage2(cfg, chan, sys)
@@ -205,6 +207,14 @@ def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
     if cfg.seccomp is not None and not early_seccomp:
         cfg.seccomp.load()
     os.execve(exe, list(proc.args), env)
+
+
+def _write_time_offsets(offsets: dict) -> None:
+    """Clock offsets of the new time namespace: writable only until its first process exists,
+    so between unshare(CLONE_NEWTIME) and the fork of stage 2 (time_namespaces(7))."""
+    text = "".join(f"{clock} {o.secs} {o.nanosecs}\n" for clock, o in offsets.items())
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write(text)
 
 
 _FATAL_SIGNALS = (1, 2, 3, 6, 10, 12, 14, 15)  # HUP INT QUIT ABRT USR1 USR2 ALRM TERM

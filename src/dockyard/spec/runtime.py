@@ -238,6 +238,11 @@ class LinuxSeccomp(Struct):
     syscalls: tuple[LinuxSyscall, ...] = ()
 
 
+class LinuxTimeOffset(Struct):
+    secs: int = 0
+    nanosecs: int = 0
+
+
 class Linux(Struct):
     namespaces: tuple[LinuxNamespace, ...] = ()
     uid_mappings: tuple[IDMapping, ...] = ()
@@ -251,6 +256,7 @@ class Linux(Struct):
     masked_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
     mount_label: str | None = None
+    time_offsets: dict[str, LinuxTimeOffset] = F(factory=dict)
 
     def namespace(self, kind: str) -> LinuxNamespace | None:
         return next((ns for ns in self.namespaces if ns.type == kind), None)
@@ -406,6 +412,11 @@ def _check_linux(linux: Linux, spec: Spec) -> None:
         _check_sysctl(key, seen)
     if linux.resources is not None:
         _check_resources(linux.resources, "linux.resources")
+    for clock in linux.time_offsets:
+        if clock not in ("monotonic", "boottime"):
+            raise InvalidArgument(f"linux.timeOffsets.{clock}: only monotonic and boottime have offsets")
+        if "time" not in seen:
+            raise InvalidArgument("linux.timeOffsets: needs a new time namespace")
     if linux.seccomp is not None:
         _check_seccomp(linux.seccomp)
 
