@@ -25,6 +25,7 @@ from dockyard.runtime.seccomp import (
     compile_seccomp, load_seccomp_with_notify, seccomp_state_message,
 )
 from dockyard.spec.codec import from_json
+from dockyard.testing.seccomp_agent import answer_one, recv_fds
 from dockyard.spec.runtime import LinuxSeccomp
 
 pytestmark = [pytest.mark.requires("libseccomp"), pytest.mark.timeout(30)]
@@ -355,11 +356,11 @@ def test_notify_hands_the_listener_to_an_agent():
     container.close()
     try:
         agent.settimeout(10)
-        msg, fds = _recv_fds(agent)
+        msg, fds = recv_fds(agent)
         assert json.loads(msg) == {"ociVersion": "1.2.0", "fds": ["seccompFd"], "pid": 1,
                                    "metadata": "hello", "state": state}
         assert "seccomp" in os.readlink(f"/proc/self/fd/{fds[0]}")
-        call = _answer_one(fds[0], 4242)
+        call = answer_one(fds[0], 4242)
         os.close(fds[0])
         assert call == (umask, 0o42)
         result = json.loads(agent.recv(65536))
@@ -370,35 +371,8 @@ def test_notify_hands_the_listener_to_an_agent():
     assert result == [4242, []]  # the agent's answer, not umask's; no listener left inside
 
 
-def _recv_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
-    fds = array.array("i")
-    msg, ancdata, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(4 * fds.itemsize))
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    return msg, list(fds)
-
-
 # struct seccomp_notif {u64 id; u32 pid; u32 flags; struct seccomp_data {i32 nr; u32 arch;
 # u64 ip; u64 args[6]}} and struct seccomp_notif_resp {u64 id; s64 val; s32 error; u32 flags}
-_NOTIF = struct.Struct("=QIIiIQ6Q")
-_RESP = struct.Struct("=QqiI")
-_NOTIF_RECV = 0xC0502100  # SECCOMP_IOCTL_NOTIF_RECV = _IOWR('!', 0, struct seccomp_notif)
-_NOTIF_SEND = 0xC0182101  # SECCOMP_IOCTL_NOTIF_SEND = _IOWR('!', 1, struct seccomp_notif_resp)
-
-
-def _answer_one(listener: int, value: int) -> tuple[int, int]:
-    import fcntl
-
-    ready, _, _ = select.select([listener], [], [], 10)
-    assert ready, "no notification within 10 s"
-    buf = bytearray(_NOTIF.size)
-    fcntl.ioctl(listener, _NOTIF_RECV, buf)
-    nid, _pid, _flags, number, _arch, _ip, arg0, *_ = _NOTIF.unpack(buf)
-    fcntl.ioctl(listener, _NOTIF_SEND, bytearray(_RESP.pack(nid, value, 0, 0)))
-    return number, arg0
-
-
 def test_binding_loads_through_libseccomp_too():
     umask = nr("umask")
 

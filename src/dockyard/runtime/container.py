@@ -171,6 +171,7 @@ class Runtime(ControlMixin):
                              ns_join=ns.join, fifo=cdir.fifo, console_fd=console_fd,
                              preserve_fds=preserve_fds, no_pivot=no_pivot,
                              no_new_keyring=no_new_keyring, seccomp=seccomp,
+                             notify_fd=self._seccomp_agent(spec, seccomp), bundle=bundle,
                              close_fds=cdir.lock_fds())
             pid = self._spawn(cfg, state)
             state.update(pid=pid, start_time=st.proc_start_time(pid), status=st.CREATED)
@@ -198,6 +199,20 @@ class Runtime(ControlMixin):
             return self._console_fd_override
         return _connect_console(console_socket) if console_socket else None
 
+    def _seccomp_agent(self, spec: Spec, seccomp) -> int | None:
+        """A connection to the seccomp agent when the filter notifies (listenerPath)."""
+        if seccomp is None or not seccomp.needs_notify_fd:
+            return None
+        # the init loads the filter after pivot_root, where no host module can be imported:
+        # import what handing over the listener needs now
+        import array  # noqa: F401
+        import json  # noqa: F401
+        import socket  # noqa: F401
+
+        from dockyard.runtime.seccomp import connect_listener
+
+        return connect_listener(spec.linux.seccomp.listener_path)
+
     def _compile_seccomp(self, spec: Spec):
         if spec.linux is None or spec.linux.seccomp is None:
             return None
@@ -223,8 +238,9 @@ class Runtime(ControlMixin):
             stage1(cfg, Channel(c_r, c_w), self.sys)
         os.close(c_r)
         os.close(c_w)
-        if cfg.console_fd is not None:
-            os.close(cfg.console_fd)
+        for fd in (cfg.console_fd, cfg.notify_fd):  # the children hold them now
+            if fd is not None:
+                os.close(fd)
         chan = _Parent(p_r, p_w)
         pid = 0
         try:
@@ -459,11 +475,13 @@ class Runtime(ControlMixin):
             for ns in sorted(spec.linux.namespaces if spec.linux else (),
                              key=lambda n: plan._JOIN_ORDER.index(n.type))
         )
+        seccomp = self._compile_seccomp(spec)
         cfg = InitConfig(spec=spec, process=process, rootfs=state["rootfs"],
                          container_id=container_id, cgroup=self._cgroup(spec, container_id),
                          ns_flags=0, ns_join=join, fifo=None, console_fd=console_fd,
                          preserve_fds=preserve_fds, no_pivot=False, no_new_keyring=True,
-                         seccomp=self._compile_seccomp(spec), is_exec=True)
+                         seccomp=seccomp, is_exec=True, bundle=state["bundle"],
+                         notify_fd=self._seccomp_agent(spec, seccomp))
         pid = self._spawn(cfg, state)
         _write_pid_file(pid_file, pid)
         master = receiver.receive_master() if receiver else None

@@ -46,7 +46,8 @@ class InitConfig:
     def __init__(self, *, spec: Spec, process: Process, rootfs: str, container_id: str,
                  cgroup, ns_flags: int, ns_join: tuple, fifo: str | None, console_fd: int | None,
                  preserve_fds: int, no_pivot: bool, no_new_keyring: bool, seccomp,
-                 is_exec: bool = False, close_fds: tuple[int, ...] = ()):
+                 is_exec: bool = False, close_fds: tuple[int, ...] = (),
+                 notify_fd: int | None = None, bundle: str = ""):
         self.spec, self.process, self.rootfs, self.id = spec, process, rootfs, container_id
         self.cgroup, self.ns_flags, self.ns_join = cgroup, ns_flags, ns_join
         self.fifo, self.console_fd, self.preserve_fds = fifo, console_fd, preserve_fds
@@ -54,6 +55,9 @@ class InitConfig:
         self.is_exec = is_exec
         self.fifo_fd: int | None = None  # opened by stage 1 (see there)
         self.close_fds = close_fds  # the parent's fds (state lock) the children must not keep
+        self.notify_fd = notify_fd  # connected to the seccomp agent (listenerPath), if any
+        self.host_pid: int | None = None  # stage 2's pid as the host sees it, for the agent
+        self.bundle = bundle
 
 
 def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
@@ -88,9 +92,19 @@ def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
             sys.unshare(cfg.ns_flags & ~S.CLONE_NEWUSER)
         if cfg.ns_flags & S.CLONE_NEWTIME and cfg.spec.linux.time_offsets:
             _write_time_offsets(cfg.spec.linux.time_offsets)
+        # a seccomp agent wants stage 2's host pid, which only stage 1 (our parent) knows
+        pid_pipe = os.pipe() if cfg.notify_fd is not None else None
         pid = os.fork()
         if pid == 0:
+            if pid_pipe:
+                os.close(pid_pipe[1])
+                cfg.host_pid = int(os.read(pid_pipe[0], 32) or b"0")
+                os.close(pid_pipe[0])
             stage2(cfg, chan, sys)
+        if pid_pipe:
+            os.close(pid_pipe[0])
+            os.write(pid_pipe[1], str(pid).encode())
+            os.close(pid_pipe[1])
         chan.send(f"pid {pid}")
         code = 0
     except BaseException as exc:  # report everything: this process has no one else to tell
@@ -107,7 +121,7 @@ def _close_inherited(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
     is a way out (the leaked-fd half of CVE-2024-21626). Closing only before execve is late.
     """
     first = 3 + cfg.preserve_fds
-    for fd in sorted(fd for fd in (chan.rfd, chan.wfd, cfg.console_fd) if fd is not None):
+    for fd in sorted(fd for fd in (chan.rfd, chan.wfd, cfg.console_fd, cfg.notify_fd) if fd is not None):
         if fd >= first:
             if fd > first:
                 sys.close_range(first, fd - 1)
@@ -189,7 +203,7 @@ def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
     # possible (runc's order).
     early_seccomp = cfg.seccomp is not None and not proc.no_new_privileges
     if early_seccomp:
-        cfg.seccomp.load()
+        _load_seccomp(cfg)
     P.apply_identity(proc, sys)
     if proc.no_new_privileges:
         sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
@@ -203,10 +217,38 @@ def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
             # "created": the user's program has not been executed yet (state.md; as runc)
             run_hooks(hooks.start_container, _state(cfg, "created"), "startContainer")
     # close before a late filter load: older profiles do not allow close_range
-    sys.close_range(3 + cfg.preserve_fds)
+    _close_all_but(3 + cfg.preserve_fds, cfg.notify_fd, sys)
     if cfg.seccomp is not None and not early_seccomp:
-        cfg.seccomp.load()
+        _load_seccomp(cfg)
     os.execve(exe, list(proc.args), env)
+
+
+def _load_seccomp(cfg: InitConfig) -> None:
+    """Install the filter; with SCMP_ACT_NOTIFY rules, hand its listener to the agent with the
+    container's state (runtime-spec config-linux.md#seccomp) and keep no copy of it here."""
+    if not cfg.seccomp.needs_notify_fd:
+        cfg.seccomp.load()
+        return
+    from dockyard.runtime.seccomp import load_seccomp_with_notify, seccomp_state_message
+
+    sc = cfg.spec.linux.seccomp
+    state = {"ociVersion": cfg.spec.oci_version, "id": cfg.id, "status": "creating",
+             "pid": cfg.host_pid, "bundle": cfg.bundle, "annotations": dict(cfg.spec.annotations)}
+    message = seccomp_state_message(state, cfg.host_pid, sc.listener_metadata)
+    try:
+        load_seccomp_with_notify(cfg.seccomp, cfg.notify_fd, message)
+    finally:
+        os.close(cfg.notify_fd)
+        cfg.notify_fd = None
+
+
+def _close_all_but(first: int, keep: int | None, sys: S.Syscalls) -> None:
+    if keep is None or keep < first:
+        sys.close_range(first)
+        return
+    if keep > first:
+        sys.close_range(first, keep - 1)
+    sys.close_range(keep + 1)
 
 
 def _write_time_offsets(offsets: dict) -> None:

@@ -84,6 +84,8 @@ def home_dir(uid: int, passwd: str = "/etc/passwd") -> str:
 def setup_terminal(console_fd: int, proc: Process) -> None:
     """Open a pty in the container's devpts, send its master to the console socket, make the
     slave our controlling terminal and stdio. runc's protocol: one SCM_RIGHTS message."""
+    # Runs after pivot_root, where a host module can no longer be imported: these are in
+    # sys.modules already (the parent imported socket to make the console connection).
     import fcntl
     import socket
     import struct
