@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl as ssl_module
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -41,14 +42,15 @@ class HTTPServer:
     """Serve `handler` on `sockets`: unix socket paths, (host, port) pairs or bound sockets.
 
     `headers` go on every response and hijack head (Docker's Api-Version, Ostype, Server,
-    Docker-Experimental); Date is added to ordinary responses, as Go does.
+    Docker-Experimental); Date is added to ordinary responses, as Go does. `ssl` wraps the TCP
+    listeners (a context that requires client certificates, for dockerd's --tlsverify).
     """
 
     def __init__(self, handler: Handler, *, sockets: Sequence[SocketSpec],
                  headers: Iterable[tuple[str, str]] = (), socket_mode: int = 0o660,
                  idle_timeout: float = 300.0, read_timeout: float = 300.0,
                  write_timeout: float = 300.0, shutdown_timeout: float = 10.0,
-                 backlog: int = 1024) -> None:
+                 backlog: int = 1024, ssl: ssl_module.SSLContext | None = None) -> None:
         if not sockets:
             raise errdefs.InvalidArgument("no sockets to listen on")
         self.handler = handler
@@ -60,6 +62,7 @@ class HTTPServer:
         self.write_timeout = write_timeout
         self.shutdown_timeout = shutdown_timeout
         self.backlog = backlog
+        self.ssl = ssl  # for TCP sockets only (dockerd's TLS listeners); unix sockets stay plain
         self.sockets: list[socket.socket] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._owned_paths: list[tuple[Path, tuple[int, int]]] = []
@@ -83,7 +86,8 @@ class HTTPServer:
                 if sock.family == socket.AF_UNIX:
                     server = await loop.create_unix_server(factory, sock=sock, backlog=self.backlog)
                 else:
-                    server = await loop.create_server(factory, sock=sock, backlog=self.backlog)
+                    server = await loop.create_server(factory, sock=sock, backlog=self.backlog,
+                                                      ssl=self.ssl)
                 self._servers.append(server)
         except BaseException:
             await self._shutdown()

@@ -1,0 +1,177 @@
+"""Container routes of the Docker Engine API: HTTP in, `engine.containers` calls out.
+
+No business logic here: parameters are parsed and checked, the engine does the work, the
+result is written in Docker's shape with Docker's status codes (errors through the one
+mapping in http/errors.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from dockyard.errdefs import InvalidArgument
+from dockyard.http.request import Response, json_response
+from dockyard.http.router import Route
+from dockyard.engine import views
+from dockyard.api.params import parse_filters_json
+
+NO_CONTENT = Response(204)
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.lower() not in ("0", "false", "no")
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {name}: {value!r}") from None
+
+
+def _filters(req) -> dict:
+    return parse_filters_json(req.query.get("filters"))
+
+
+class ContainerRoutes:
+    def __init__(self, engine):
+        self.engine = engine
+        self.svc = engine.containers
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", "/containers/create", self.create),
+            Route("GET", "/containers/json", self.list),
+            Route("POST", "/containers/prune", self.prune),
+            Route("GET", "/containers/{id}/json", self.inspect),
+            Route("POST", "/containers/{id}/start", self.start),
+            Route("POST", "/containers/{id}/stop", self.stop),
+            Route("POST", "/containers/{id}/restart", self.restart),
+            Route("POST", "/containers/{id}/kill", self.kill),
+            Route("POST", "/containers/{id}/pause", self.pause),
+            Route("POST", "/containers/{id}/unpause", self.unpause),
+            Route("POST", "/containers/{id}/wait", self.wait),
+            Route("DELETE", "/containers/{id}", self.remove),
+            Route("POST", "/containers/{id}/rename", self.rename),
+            Route("POST", "/containers/{id}/update", self.update),
+            Route("POST", "/containers/{id}/attach", self.attach),
+            Route("POST", "/containers/{id}/resize", self.resize),
+            Route("POST", "/commit", self.commit),
+        ]
+
+    async def create(self, req) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("invalid JSON: expected an object")
+        c, warnings = await self.svc.create(body, req.query.get("name") or None)
+        return json_response({"Id": c.id, "Warnings": warnings}, 201)
+
+    async def list(self, req) -> Response:
+        q = req.query
+        out = views.list_containers(self.engine, all=_bool(q.get("all")),
+                                    limit=_int(q.get("limit"), "limit") or -1,
+                                    filters=_filters(req), size=_bool(q.get("size")))
+        return json_response(out)
+
+    async def inspect(self, req) -> Response:
+        c = self.svc.get(req.params["id"])
+        doc = views.inspect(c, self.engine)
+        if _bool(req.query.get("size")):
+            doc["SizeRw"] = await asyncio.to_thread(self.svc._rw_size, c)
+            doc["SizeRootFs"] = doc["SizeRw"] + await asyncio.to_thread(self.svc._image_size, c)
+        return json_response(doc)
+
+    async def start(self, req) -> Response:
+        await req.discard_body()
+        await self.svc.start(req.params["id"])
+        return NO_CONTENT
+
+    async def stop(self, req) -> Response:
+        await self.svc.stop(req.params["id"], _int(req.query.get("t"), "t"), req.query.get("signal"))
+        return NO_CONTENT
+
+    async def restart(self, req) -> Response:
+        await self.svc.restart(req.params["id"], _int(req.query.get("t"), "t"), req.query.get("signal"))
+        return NO_CONTENT
+
+    async def kill(self, req) -> Response:
+        await self.svc.kill(req.params["id"], req.query.get("signal") or None)
+        return NO_CONTENT
+
+    async def pause(self, req) -> Response:
+        await self.svc.pause(req.params["id"])
+        return NO_CONTENT
+
+    async def unpause(self, req) -> Response:
+        await self.svc.unpause(req.params["id"])
+        return NO_CONTENT
+
+    async def wait(self, req) -> Response:
+        # the answer's head goes out at once (as dockerd does) so that clients know the wait
+        # is registered; the body follows at the exit
+        self.svc.get(req.params["id"])
+        stream = await req.stream(200, "application/json")
+        result = await self.svc.wait(req.params["id"], req.query.get("condition") or "not-running")
+        await stream.write(orjson.dumps(result) + b"\n")
+        return None
+
+    async def remove(self, req) -> Response:
+        await self.svc.remove(req.params["id"], force=_bool(req.query.get("force")),
+                              volumes=_bool(req.query.get("v")))
+        return NO_CONTENT
+
+    async def rename(self, req) -> Response:
+        name = req.query.get("name")
+        if not name:
+            raise InvalidArgument("name is required")
+        await self.svc.rename(req.params["id"], name)
+        return NO_CONTENT
+
+    async def update(self, req) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("invalid JSON: expected an object")
+        warnings = await self.svc.update(req.params["id"], body)
+        return json_response({"Warnings": warnings})
+
+    async def prune(self, req) -> Response:
+        return json_response(await self.svc.prune(_filters(req)))
+
+    async def resize(self, req) -> Response:
+        h, w = _int(req.query.get("h"), "h"), _int(req.query.get("w"), "w")
+        await self.svc.resize(req.params["id"], h or 0, w or 0)
+        return Response(200)
+
+    async def attach(self, req) -> Response | None:
+        from dockyard.engine.attach import relay
+
+        c = self.svc.get(req.params["id"])
+        q = req.query
+        if not _bool(q.get("stream")) and not _bool(q.get("logs")):
+            raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        tty = bool(c.config.get("Tty"))
+        ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+        reader, writer = await req.hijack(ctype)
+        await relay(self.svc, c, reader, writer, stdin=_bool(q.get("stdin")),
+                    stdout=_bool(q.get("stdout")), stderr=_bool(q.get("stderr")),
+                    detach_keys=q.get("detachKeys"))
+        return None
+
+    async def commit(self, req) -> Response:
+        q = req.query
+        body = await req.json(default=None)
+        container = q.get("container")
+        if not container:
+            raise InvalidArgument("container is required")
+        changes = q.getall("changes") if hasattr(q, "getall") else [q.get("changes")]
+        image_id = await self.svc.commit(
+            container, repo=q.get("repo") or "", tag=q.get("tag") or "", comment=q.get("comment") or "",
+            author=q.get("author") or "", pause=_bool(q.get("pause"), True),
+            changes=[c for c in changes if c], config=body if isinstance(body, dict) else None)
+        return json_response({"Id": image_id}, 201)

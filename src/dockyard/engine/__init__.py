@@ -1,0 +1,1 @@
+"""The daemon core: containers, events, metadata; no HTTP (see docs/DESIGN.md)."""

@@ -1,0 +1,656 @@
+"""The container lifecycle: create, start, stop, kill, restart, pause, wait, remove, rename,
+update, prune, and live restore after a daemon restart.
+
+Owns the transitions of `Container.state` and their side effects: the container's snapshot
+(its writable layer over the image's chain), its files (hostname, hosts, resolv.conf, log),
+its bundle and its monitor (engine/monitor: a process outside the daemon that owns the
+container's stdio and records its exit). Every transition is persisted before it is reported.
+A create that fails leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+
+from dockyard.errdefs import Conflict, InvalidArgument, NotFound, NotModified
+from dockyard.engine import names as cnames
+from dockyard.engine.container import (CREATED, DEAD, EXITED, REMOVING, Container, check_name,
+                                       now_rfc3339, parse_rfc3339)
+from dockyard.engine.cstore import ContainerStore
+from dockyard.engine.operations import ContainerOpsMixin
+from dockyard.engine.restart import RestartPolicy
+
+log = logging.getLogger(__name__)
+
+_SIGNUMS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGKILL": 9, "SIGUSR1": 10, "SIGUSR2": 12,
+            "SIGTERM": 15, "SIGSTOP": 19, "SIGCONT": 18, "SIGWINCH": 28, "SIGPWR": 30}
+
+
+def parse_signal(value: str | int | None, default: int = 15) -> int:
+    if value in (None, ""):
+        return default
+    if isinstance(value, int) or str(value).isdigit():
+        num = int(value)
+    else:
+        name = str(value).upper()
+        num = _SIGNUMS.get(name if name.startswith("SIG") else "SIG" + name, 0)
+    if not 0 < num <= 64:
+        raise InvalidArgument(f"Invalid signal: {value}")
+    return num
+
+
+def merge_image_config(config: dict, image_config: dict) -> dict:
+    """Docker's merge of the image's config into a create request (daemon/create.go merge)."""
+    out = dict(config)
+    if not out.get("User"):
+        out["User"] = image_config.get("User", "") or ""
+    if image_config.get("ExposedPorts"):
+        out["ExposedPorts"] = {**image_config["ExposedPorts"], **(out.get("ExposedPorts") or {})}
+    image_env = image_config.get("Env") or []
+    if not out.get("Env"):
+        out["Env"] = list(image_env)
+    else:
+        keys = {e.split("=", 1)[0] for e in out["Env"]}
+        out["Env"] = list(out["Env"]) + [e for e in image_env if e.split("=", 1)[0] not in keys]
+    if image_config.get("Labels"):
+        out["Labels"] = {**image_config["Labels"], **(out.get("Labels") or {})}
+    if not out.get("Entrypoint"):
+        if not out.get("Cmd"):
+            out["Cmd"] = image_config.get("Cmd")
+        if out.get("Entrypoint") is None:
+            out["Entrypoint"] = image_config.get("Entrypoint")
+    if not out.get("WorkingDir"):
+        out["WorkingDir"] = image_config.get("WorkingDir", "") or ""
+    if image_config.get("Volumes"):
+        out["Volumes"] = {**image_config["Volumes"], **(out.get("Volumes") or {})}
+    if not out.get("StopSignal") and image_config.get("StopSignal"):
+        out["StopSignal"] = image_config["StopSignal"]
+    if not out.get("Healthcheck") and image_config.get("Healthcheck"):
+        out["Healthcheck"] = image_config["Healthcheck"]
+    return out
+
+
+class ContainerService(ContainerOpsMixin):
+    def __init__(self, engine):
+        self.engine = engine
+        cfg = engine.config
+        self.data_dir = os.path.join(cfg.data_root, "containers")
+        self.exec_dir = os.path.join(cfg.exec_root, "containers")
+        os.makedirs(self.data_dir, mode=0o711, exist_ok=True)
+        os.makedirs(self.exec_dir, mode=0o711, exist_ok=True)
+        self.store = ContainerStore(os.path.join(cfg.data_root, "dockyard.db"))
+        self._containers: dict[str, Container] = {c.id: c for c in self.store.all()}
+        from dockyard.engine.monitor import MonitorClient
+
+        self.monitors = MonitorClient(cfg.exec_root, os.path.join(cfg.exec_root, "runtime"))
+        self._handles: dict[str, object] = {}
+        self._exits: dict[str, asyncio.Condition] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._backoff: dict[str, float] = {}
+        self._attach_waiters: dict[str, list[tuple[asyncio.Future, asyncio.Event]]] = {}
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full id, by name (with or without "/"), or by a unique id prefix."""
+        if ref in self._containers:
+            return self._containers[ref]
+        name = ref.lstrip("/")
+        for c in self._containers.values():
+            if c.name == name:
+                return c
+        matches = [c for c in self._containers.values() if ref and c.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def all(self) -> list[Container]:
+        return sorted(self._containers.values(), key=lambda c: c.created, reverse=True)
+
+    def counts(self) -> dict:
+        cs = list(self._containers.values())
+        running = sum(1 for c in cs if c.state.Running and not c.state.Paused)
+        paused = sum(1 for c in cs if c.state.Paused)
+        return {"total": len(cs), "running": running, "paused": paused,
+                "stopped": len(cs) - running - paused}
+
+    def image_users(self, image_id: str) -> list:
+        from dockyard.image.delete import ContainerUse
+
+        return [ContainerUse(c.id, c.state.Running) for c in self._containers.values()
+                if c.image_id == image_id]
+
+    def _lock(self, c: Container) -> asyncio.Lock:
+        return self._locks.setdefault(c.id, asyncio.Lock())
+
+    def _exit_condition(self, c: Container) -> asyncio.Condition:
+        return self._exits.setdefault(c.id, asyncio.Condition())
+
+    def _emit(self, c: Container, action: str, **attrs: str) -> None:
+        attributes = {"image": c.image_ref, "name": c.name, **(c.config.get("Labels") or {}), **attrs}
+        self.engine.events.emit("container", action, c.id, attributes)
+
+    # -- create -----------------------------------------------------------------------------
+
+    async def create(self, body: dict, name: str | None = None) -> tuple[Container, list[str]]:
+        if not isinstance(body, dict) or not body:
+            raise InvalidArgument("Config cannot be empty in order to create a container")
+        host_config = body.get("HostConfig") or {}
+        if not isinstance(host_config, dict):
+            raise InvalidArgument("HostConfig: expected an object")
+        config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        image_ref = config.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidArgument("No image specified: Config.Image is required")
+        image = await asyncio.to_thread(self.engine.images.get, image_ref)
+        from dockyard.engine import ocispec
+
+        ocispec.validate_host_config(host_config, config)
+        RestartPolicy.parse(host_config.get("RestartPolicy"), host_config.get("AutoRemove", False))
+        runtime = self.engine.config.runtime_path(host_config.get("Runtime") or None)
+        if name:
+            name = check_name(name)
+            if (other := self.store.name_taken(name)) is not None:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                               f'"{other}". You have to remove (or rename) that container to be able '
+                               "to reuse that name.")
+        else:
+            name = cnames.generate(lambda n: self.store.name_taken(n) is not None)
+        from dockyard.spec.codec import to_json
+
+        image_cfg = to_json(image.config.config) if image.config.config else {}
+        config = merge_image_config(config, image_cfg)
+        config["Image"] = image_ref
+        args, _env, _cwd = ocispec.resolve_process(config, None)
+        cid = secrets.token_hex(32)
+        c = Container(id=cid, name=name, image_id=str(image.id), image_ref=image_ref, config=config,
+                      host_config=self._defaults(ocispec.apply_create_defaults(host_config)),
+                      path=args[0], args=list(args[1:]),
+                      runtime=runtime, driver=self.engine.images.driver,
+                      snapshot_key=f"container-{cid}")
+        try:
+            await asyncio.to_thread(self._prepare_files, c, image)
+            self.store.add(c)
+        except BaseException:
+            await asyncio.to_thread(self._discard_files, c)
+            raise
+        self._containers[c.id] = c
+        self._emit(c, "create")
+        return c, []
+
+    @staticmethod
+    def _defaults(host_config: dict) -> dict:
+        hc = dict(host_config)
+        hc.setdefault("NetworkMode", "default")
+        hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        return hc
+
+    def _prepare_files(self, c: Container, image) -> None:
+        from dockyard.engine import ocispec
+
+        top = self.engine.images.unpack(image.id)
+        self.engine.images.snapshots.prepare(c.snapshot_key, top)
+        cdir = os.path.join(self.data_dir, c.id)
+        os.makedirs(cdir, mode=0o710)
+        hostname = c.config.get("Hostname") or c.id[:12]
+        c.config["Hostname"] = hostname
+        c.hostname_path = os.path.join(cdir, "hostname")
+        c.hosts_path = os.path.join(cdir, "hosts")
+        c.resolv_path = os.path.join(cdir, "resolv.conf")
+        c.log_path = os.path.join(cdir, f"{c.id}-json.log")
+        hc = c.host_config
+        mode = hc.get("NetworkMode") or "default"
+        files = {
+            c.hostname_path: ocispec.hostname_file(hostname),
+            c.hosts_path: ocispec.hosts_file(hostname, c.config.get("Domainname", ""),
+                                             hc.get("ExtraHosts") or [], mode,
+                                             host_hosts=_read_text("/etc/hosts")),
+            c.resolv_path: ocispec.resolv_conf(hc.get("Dns") or [], hc.get("DnsSearch") or [],
+                                               hc.get("DnsOptions") or [],
+                                               _read_text("/etc/resolv.conf"), network_mode=mode),
+        }
+        for path, text in files.items():
+            with open(path, "w") as f:
+                f.write(text)
+
+    def _discard_files(self, c: Container) -> None:
+        from dockyard.snapshot.mounts import unmount_all
+
+        bundle = os.path.join(self.exec_dir, c.id)
+        try:
+            unmount_all(os.path.join(bundle, "rootfs"))
+        except Exception:  # noqa: BLE001 - best effort; logged below
+            log.warning("unmounting %s failed", bundle, exc_info=True)
+        try:
+            self.engine.images.snapshots.remove(c.snapshot_key)
+        except NotFound:
+            pass
+        shutil.rmtree(os.path.join(self.data_dir, c.id), ignore_errors=True)
+        shutil.rmtree(bundle, ignore_errors=True)
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self._lock(c):
+            if c.state.Running:
+                raise NotModified("container already started")
+            if c.state.Status in (REMOVING, DEAD):
+                raise Conflict(f"cannot start a container marked for removal: {c.id}")
+            c.manually_stopped = False
+            try:
+                await self._start(c)
+            except BaseException:
+                if c.host_config.get("AutoRemove"):
+                    # as dockerd: a --rm container that cannot start is removed (a client
+                    # waiting for condition=removed is released)
+                    self._spawn_task(self.remove(c.id, force=True))
+                raise
+
+    async def _start(self, c: Container) -> None:
+        from dockyard.engine.monitor import SpawnRequest, StartError
+
+        bundle = os.path.join(self.exec_dir, c.id)
+        req = await asyncio.to_thread(self._write_bundle, c, bundle)
+        try:
+            handle = await self.monitors.spawn(SpawnRequest(**req, start=False))
+        except StartError as exc:
+            self._fail_start(c, exc)
+            raise InvalidArgument(f"failed to create task for container: {exc}") from None
+        self._handles[c.id] = handle
+        await self._connect_waiting_attaches(c, handle)
+        try:
+            await handle.start()
+        except StartError as exc:
+            self._handles.pop(c.id, None)
+            self._fail_start(c, exc)
+            raise InvalidArgument(f"failed to start container: {exc}") from None
+        c.state.set_running(handle.pid)
+        c.has_been_started = True
+        self.store.save(c)
+        self._emit(c, "start")
+        self._spawn_task(self._watch(c, handle))
+
+    def _fail_start(self, c: Container, exc) -> None:
+        for fut, _connected in self._attach_waiters.pop(c.id, []):
+            if not fut.done():
+                fut.set_exception(Conflict(f"container {c.id} did not start: {exc}"))
+        c.state.Error = str(exc)
+        c.state.ExitCode = exc.exit_code if exc.exit_code is not None else 128
+        self.store.save(c)
+
+    async def _connect_waiting_attaches(self, c: Container, handle) -> None:
+        """Attach requests made before start (`docker run`) connect to the monitor between
+        create and start, so they see every byte of output."""
+        waiting = self._attach_waiters.pop(c.id, [])
+        for fut, _connected in waiting:
+            if not fut.done():
+                fut.set_result(handle)
+        for fut, connected in waiting:
+            try:
+                await asyncio.wait_for(connected.wait(), 5)
+            except asyncio.TimeoutError:
+                log.warning("an attach to %s did not connect in time", c.id)
+
+    def wait_for_start(self, c: Container) -> tuple[asyncio.Future, asyncio.Event]:
+        """For an attach to a container that is not running yet: resolved with its monitor
+        handle at the next start; set the event once attached."""
+        fut = asyncio.get_running_loop().create_future()
+        connected = asyncio.Event()
+        self._attach_waiters.setdefault(c.id, []).append((fut, connected))
+        return fut, connected
+
+    def _write_bundle(self, c: Container, bundle: str) -> dict:
+        from dockyard.engine import ocispec
+        from dockyard.snapshot.mounts import mount_all
+
+        rootfs = os.path.join(bundle, "rootfs")
+        os.makedirs(rootfs, mode=0o711, exist_ok=True)
+        self._unmount_rootfs(bundle)  # a leftover from a crash
+        mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
+        # names in User/GroupAdd are looked up in the image's /etc/passwd and /etc/group: only
+        # then is the rootfs needed here (the monitor mounts it for the container itself)
+        needs_rootfs = _names_to_resolve(c.config.get("User"), c.host_config.get("GroupAdd"))
+        if needs_rootfs:
+            mount_all(mounts, rootfs)
+        try:
+            cfg = self.engine.config
+            spec = ocispec.container_spec(
+                container_id=c.id, config=c.config, host_config=c.host_config, image=None,
+                rootfs=rootfs, container_dir=os.path.join(self.data_dir, c.id),
+                cgroup_parent=c.host_config.get("CgroupParent") or cfg.cgroup_parent,
+                hostname=c.config["Hostname"],
+                etc_files={"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path,
+                           "/etc/resolv.conf": c.resolv_path},
+                init_path=cfg.init_path)
+        finally:
+            if needs_rootfs:
+                self._unmount_rootfs(bundle)
+        tmp = os.path.join(bundle, ".config.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(spec, f)
+        os.rename(tmp, os.path.join(bundle, "config.json"))
+        log_cfg = c.host_config.get("LogConfig") or {}
+        return dict(container_id=c.id, bundle=bundle, state_dir=os.path.join(bundle, "monitor"),
+                    rootfs_mounts=[m.to_json() for m in mounts], log_path=c.log_path,
+                    log_opts=dict(log_cfg.get("Config") or {}),
+                    tty=bool(c.config.get("Tty")), open_stdin=bool(c.config.get("OpenStdin")),
+                    stdin_once=bool(c.config.get("StdinOnce")), runtime=c.runtime,
+                    runtime_root=os.path.join(self.engine.config.exec_root, "runtime"))
+
+    @staticmethod
+    def _unmount_rootfs(bundle: str) -> None:
+        from dockyard.snapshot.mounts import unmount_all
+
+        unmount_all(os.path.join(bundle, "rootfs"))
+
+    def _spawn_task(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, c: Container, handle) -> None:
+        """Wait for the container's exit; record it; apply the restart policy."""
+        status = await handle.wait()
+        self._handles.pop(c.id, None)
+        await self._exited(c, status.exit_code, status.oom_killed, status.finished_at)
+
+    async def _exited(self, c: Container, code: int, oom: bool, finished_at: str | None) -> None:
+        ran_for = time.time() - parse_rfc3339(c.state.StartedAt)
+        c.state.set_exited(code, oom, finished_at)
+        self.store.save(c)
+        if oom:
+            self._emit(c, "oom")
+        self._emit(c, "die", exitCode=str(code))
+        cond = self._exit_condition(c)
+        async with cond:
+            cond.notify_all()
+        policy = RestartPolicy.parse(c.host_config.get("RestartPolicy"), c.host_config.get("AutoRemove"))
+        if policy.should_restart(code, c.restart_count, c.manually_stopped):
+            delay = policy.next_delay(self._backoff.get(c.id), ran_for)
+            self._backoff[c.id] = delay
+            c.state.set_restarting()
+            self.store.save(c)
+            self._spawn_task(self._restart_later(c, delay))
+        elif c.host_config.get("AutoRemove") and c.id in self._containers:
+            self._spawn_task(self.remove(c.id, force=True))
+
+    async def _restart_later(self, c: Container, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self._lock(c):
+            if c.id not in self._containers or c.manually_stopped or not c.state.Restarting:
+                return
+            c.restart_count += 1
+            try:
+                await self._start(c)
+                self._emit(c, "restart")
+            except Exception as exc:  # noqa: BLE001 - recorded on the container
+                c.state.set_exited(c.state.ExitCode)
+                c.state.Error = str(exc)
+                self.store.save(c)
+
+    # -- stop, kill, pause --------------------------------------------------------------------
+
+    async def kill(self, ref: str, signal: str | int | None = None) -> None:
+        c = self.get(ref)
+        sig = parse_signal(signal, 9)
+        handle = self._handles.get(c.id)
+        if not c.state.Running or handle is None:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        if sig == 9:
+            c.manually_stopped = True  # Docker: a kill stops restart-policy restarts? only via stop
+        await handle.kill(sig, all=False)
+        self._emit(c, "kill", signal=str(sig))
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        c = self.get(ref)
+        if c.state.Restarting:
+            c.manually_stopped = True
+            c.state.set_exited(c.state.ExitCode)
+            self.store.save(c)
+            return
+        if not c.state.Running:
+            raise NotModified("container already stopped")
+        c.manually_stopped = True
+        await self._stop(c, timeout, signal)
+
+    async def _stop(self, c: Container, timeout: int | None, signal: str | None) -> None:
+        sig = parse_signal(signal or c.config.get("StopSignal"), 15)
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+        timeout = 10 if timeout is None else int(timeout)
+        handle = self._handles.get(c.id)
+        if handle is None:
+            return
+        cond = self._exit_condition(c)
+        if c.state.Paused:
+            await handle.resume()
+        await handle.kill(sig, all=False)
+        if timeout < 0 or not await self._wait_exit(c, cond, timeout):
+            try:
+                await handle.kill(9, all=True)
+            except (NotFound, Conflict):
+                pass
+            await self._wait_exit(c, cond, 30)
+        self._emit(c, "stop")
+
+    async def _wait_exit(self, c: Container, cond: asyncio.Condition, timeout: float) -> bool:
+        async with cond:
+            try:
+                await asyncio.wait_for(cond.wait_for(lambda: not c.state.Running or c.state.Restarting),
+                                       None if timeout < 0 else timeout)
+                return True
+            except asyncio.TimeoutError:
+                return False
+
+    async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        c = self.get(ref)
+        async with self._lock(c):
+            if c.state.Running:
+                c.manually_stopped = True
+                await self._stop(c, timeout, signal)
+            c.manually_stopped = False
+            await self._start(c)
+            self._emit(c, "restart")
+
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        if not c.state.Running:
+            raise Conflict(f"Container {c.id} is not running")
+        if c.state.Paused:
+            raise Conflict(f"Container {c.id} is already paused")
+        await self._handles[c.id].pause()
+        c.state.Paused, c.state.Status = True, "paused"
+        self.store.save(c)
+        self._emit(c, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if not c.state.Paused:
+            raise Conflict(f"Container {c.id} is not paused")
+        await self._handles[c.id].resume()
+        c.state.Paused, c.state.Status = False, "running"
+        self.store.save(c)
+        self._emit(c, "unpause")
+
+    async def wait(self, ref: str, condition: str = "not-running") -> dict:
+        c = self.get(ref)
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition}")
+        cond = self._exit_condition(c)
+        async with cond:
+            if condition == "not-running" and not c.state.Running:
+                return {"StatusCode": c.state.ExitCode, "Error": None}
+            if condition == "removed":
+                await cond.wait_for(lambda: c.id not in self._containers)
+            else:
+                await cond.wait()
+        return {"StatusCode": c.state.ExitCode, "Error": None}
+
+    # -- remove, rename, update, prune --------------------------------------------------------
+
+    async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.state.Status == REMOVING:
+            raise Conflict(f"removal of container {c.id} is already in progress")
+        if c.state.Running and not c.state.Restarting:
+            if not force:
+                raise Conflict(f"cannot remove container \"/{c.name}\": container is running: stop "
+                               "the container before removing or force remove")
+            c.manually_stopped = True
+            await self._stop(c, 0, "SIGKILL")
+        c.manually_stopped = True
+        c.state.Status = REMOVING
+        await asyncio.to_thread(self._discard_files, c)
+        self.store.remove(c.id)
+        self._containers.pop(c.id, None)
+        self._emit(c, "destroy")
+        cond = self._exit_condition(c)
+        async with cond:
+            cond.notify_all()
+        self._exits.pop(c.id, None)
+        self._locks.pop(c.id, None)
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        new = check_name(new_name)
+        if new == c.name:
+            raise InvalidArgument(f"Renaming a container with the same name as its current name")
+        old = c.name
+        self.store.rename(c, new)
+        self._emit(c, "rename", oldName="/" + old)
+
+    async def update(self, ref: str, body: dict) -> list[str]:
+        c = self.get(ref)
+        from dockyard.engine import ocispec
+
+        merged = {**c.host_config, **{k: v for k, v in body.items() if v is not None}}
+        ocispec.validate_host_config(merged, c.config, update=True)
+        if "RestartPolicy" in body:
+            RestartPolicy.parse(body["RestartPolicy"], merged.get("AutoRemove"))
+        if c.state.Running:
+            resources = ocispec.container_resources(merged)
+            from dockyard.runtime.container import Runtime
+            from dockyard.spec.runtime import parse_resources
+
+            rt = Runtime(os.path.join(self.engine.config.exec_root, "runtime"))
+            await asyncio.to_thread(rt.update, c.id, parse_resources(resources))
+        c.host_config = merged
+        self.store.save(c)
+        self._emit(c, "update")
+        return []
+
+    async def prune(self, filters: dict | None = None) -> dict:
+        """Remove every stopped container that the filters (until=, label=) select."""
+        from dockyard.image.filters import match_labels, parse_timestamp, validate
+
+        filters = filters or {}
+        validate(filters, ("until", "label", "label!"))
+        until = parse_timestamp(filters["until"][0]) if filters.get("until") else None
+        deleted, reclaimed = [], 0
+        for c in list(self._containers.values()):
+            if c.state.Running or c.state.Status not in (CREATED, EXITED, DEAD):
+                continue
+            if until is not None and parse_rfc3339(c.created) > until:
+                continue
+            if not match_labels(filters, c.config.get("Labels") or {}):
+                continue
+            reclaimed += await asyncio.to_thread(self._rw_size, c)
+            await self.remove(c.id)
+            deleted.append(c.id)
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def _rw_size(self, c: Container) -> int:
+        try:
+            return self.engine.images.snapshots.usage(c.snapshot_key).size
+        except (NotFound, OSError):
+            return 0
+
+    def disk_usage(self) -> list[dict]:
+        from dockyard.engine.views import summary
+
+        out = []
+        for c in self.all():
+            s = summary(c, self.engine)
+            s["SizeRw"] = self._rw_size(c)
+            s["SizeRootFs"] = s["SizeRw"] + self._image_size(c)
+            out.append(s)
+        return out
+
+    def _image_size(self, c: Container) -> int:
+        try:
+            return self.engine.images.size(self.engine.images.get(c.image_id))
+        except NotFound:
+            return 0
+
+    # -- daemon lifetime ------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """After a (re)start of the daemon: reconnect to running containers, record the exits
+        that happened while we were away, restart what the restart policies say."""
+        await asyncio.to_thread(self._remove_orphans)
+        for c in list(self._containers.values()):
+            if not (c.state.Running or c.state.Restarting):
+                continue
+            handle = await self.monitors.connect(c.id)
+            if handle is not None and getattr(handle, "running", True):
+                self._handles[c.id] = handle
+                if c.state.Restarting:
+                    c.state.set_running(handle.pid)
+                    self.store.save(c)
+                self._spawn_task(self._watch(c, handle))
+                continue
+            status = await handle.wait() if handle is not None else None
+            code = status.exit_code if status else 255
+            await self._exited(c, code, bool(status and status.oom_killed),
+                               status.finished_at if status else None)
+
+    def _remove_orphans(self) -> None:
+        """Files and snapshots of containers whose create never completed (crash mid-create)."""
+        known = set(self._containers)
+        for base in (self.data_dir, self.exec_dir):
+            for entry in os.listdir(base):
+                if len(entry) == 64 and entry not in known:
+                    stub = Container(id=entry, name="", image_id="", image_ref="", config={},
+                                     host_config={}, snapshot_key=f"container-{entry}")
+                    self._discard_files(stub)
+        for info in list(self.engine.images.snapshots.walk()):
+            key = info.key
+            if key.startswith("container-") and key[len("container-"):] not in known:
+                try:
+                    self.engine.images.snapshots.remove(key)
+                except (NotFound, Conflict):
+                    pass
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.store.close()
+
+
+
+
+def _names_to_resolve(user: str | None, group_add) -> bool:
+    """Whether a user or group is given by name (looked up in the container's files)."""
+    parts = (user or "").split(":") + [str(g) for g in group_add or ()]
+    return any(p and not p.isdigit() for p in parts)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""

@@ -1,0 +1,299 @@
+"""The daemon's side of the monitors: spawn through the factory, find them again, control them.
+
+Owns starting the factory when it is not there (as a fresh process: the daemon never forks
+itself), the spawn request and its answer, reconnecting to a container's monitor after a
+daemon restart (or finding the exit it recorded), and the control requests of protocol.py.
+Every socket is an asyncio unix stream, one connection per request; every request has a
+deadline except `MonitorHandle.wait`, which the caller cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+
+from dockyard.engine.monitor import protocol as P
+from dockyard.engine.monitor.protocol import ExitStatus, SpawnRequest, StartKind, Status
+from dockyard.errdefs import Conflict, DockyardError, System
+
+SPAWN_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 30.0  # pause waits for the freezer, kill for the runtime
+FACTORY_START_TIMEOUT = 30.0
+_GONE = (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError,
+         asyncio.IncompleteReadError)
+
+
+class StartError(DockyardError):
+    """The container did not start. ``kind`` says why (protocol.StartKind); ``exit_code`` is
+    what Docker records for it: 127 for a command not found, 126 for one not executable,
+    None for other failures (dockerd answers those with a 500)."""
+
+    def __init__(self, message: str, kind: StartKind, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.exit_code = exit_code
+
+
+async def _open(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A unix connection to ``path``, through /proc/self/fd when the name is too long for
+    sun_path (108 bytes)."""
+    if len(os.fsencode(path)) < 108:
+        return await asyncio.open_unix_connection(path, limit=P.MAX_LINE)
+    dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return await asyncio.open_unix_connection(
+            f"/proc/self/fd/{dirfd}/{os.path.basename(path)}", limit=P.MAX_LINE)
+    finally:
+        os.close(dirfd)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+async def _read_message(reader: asyncio.StreamReader) -> dict:
+    line = await reader.readuntil(b"\n")
+    return P.parse_message(line[:-1])
+
+
+async def _request(path: str, message: dict, timeout: float | None = REQUEST_TIMEOUT,
+                   check: bool = True) -> dict:
+    reader, writer = await _open(path)
+    try:
+        writer.write(P.encode(message))
+        async with asyncio.timeout(timeout):
+            reply = await _read_message(reader)
+        return P.raise_for(reply) if check else reply
+    finally:
+        await _close(writer)
+
+
+def read_exit(state_dir: str) -> ExitStatus | None:
+    """The exit a monitor recorded in ``state_dir``, if any."""
+    try:
+        with open(os.path.join(state_dir, P.EXIT_FILE), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    return ExitStatus.from_json(P.parse_message(data))
+
+
+class MonitorHandle:
+    """One container's monitor. ``pid``: the container's init as the host sees it."""
+
+    def __init__(self, container_id: str, state_dir: str, *, pid: int, monitor_pid: int = 0,
+                 status: Status = Status.RUNNING, started_at: str = "",
+                 exit_status: ExitStatus | None = None) -> None:
+        self.container_id = container_id
+        self.state_dir = state_dir
+        self.pid = pid
+        self.monitor_pid = monitor_pid
+        self.status = status
+        self.started_at = started_at
+        self.exit_status = exit_status
+        self.socket = os.path.join(state_dir, P.CONTROL_SOCKET)
+
+    def __repr__(self) -> str:
+        return f"<MonitorHandle {self.container_id} pid={self.pid} status={self.status}>"
+
+    async def _call(self, op: str, check: bool = True, **args) -> dict:
+        try:
+            return await _request(self.socket, {"op": op, **args}, check=check)
+        except _GONE:
+            raise Conflict(f"container {self.container_id} is not running") from None
+
+    async def state(self) -> dict:
+        """``{"status", "pid", "monitor_pid", "started_at"}``, and the exit once there is one."""
+        reply = await self._call("state")
+        self.status = Status(reply["status"])
+        return reply
+
+    async def start(self) -> None:
+        """Start a container spawned with ``start=False``; StartError if it fails."""
+        reply = await self._call("start", check=False)
+        if reply.get("kind") == "start_failed":
+            raise StartError(reply["error"], StartKind(reply.get("start_kind", StartKind.FAILED)),
+                             reply.get("exit_code"))
+        P.raise_for(reply)
+        self.status = Status.RUNNING
+        self.started_at = reply.get("started_at", "")
+
+    async def wait(self) -> ExitStatus:
+        """Block until the container has exited and its monitor has cleaned up."""
+        if self.exit_status is not None:
+            return self.exit_status
+        try:
+            reply = await _request(self.socket, {"op": "wait"}, timeout=None)
+            status = ExitStatus.from_json(reply)
+        except _GONE:
+            status = read_exit(self.state_dir) or ExitStatus(
+                255, error=f"the monitor of container {self.container_id} died without "
+                           f"recording its exit")
+        self.exit_status = status
+        self.status = Status.STOPPED
+        return status
+
+    async def kill(self, sig: int = 15, all: bool = False) -> None:  # noqa: A002 (runc's name)
+        await self._call("kill", signal=sig, all=all)
+
+    async def pause(self) -> None:
+        await self._call("pause")
+        self.status = Status.PAUSED
+
+    async def resume(self) -> None:
+        await self._call("resume")
+        self.status = Status.RUNNING
+
+    async def resize(self, height: int, width: int) -> None:
+        await self._call("resize", height=height, width=width)
+
+    async def close_stdin(self) -> None:
+        await self._call("close_stdin")
+
+    async def debug(self) -> dict:
+        return await self._call("debug")
+
+    async def attach(self, stdin: bool = False, stdout: bool = True, stderr: bool = True
+                     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw stream: the container's output (stdcopy frames without a TTY, bytes with
+        one) to read, its stdin to write; ``write_eof()`` ends stdin (closing the container's
+        stdin when it was created with stdin_once). It ends when the container does."""
+        try:
+            reader, writer = await _open(self.socket)
+        except _GONE:
+            raise Conflict(f"container {self.container_id} is not running") from None
+        try:
+            writer.write(P.encode({"op": "attach", "stdin": stdin, "stdout": stdout,
+                                   "stderr": stderr}))
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                P.raise_for(await _read_message(reader))
+        except BaseException:
+            await _close(writer)
+            raise
+        return reader, writer
+
+
+class MonitorClient:
+    """Spawns and finds monitors for the containers of one exec root.
+
+    ``state_dir_for(id)`` is where a container's monitor keeps its socket and exit.json
+    unless the spawn request says otherwise; pass the same ``state_dir`` to `connect`.
+    """
+
+    def __init__(self, exec_root: str, runtime_root: str, *, python: str = sys.executable) -> None:
+        self.exec_root = os.path.abspath(exec_root)
+        self.runtime_root = runtime_root
+        self.python = python
+        self._starting = asyncio.Lock()
+
+    def state_dir_for(self, container_id: str) -> str:
+        return os.path.join(self.exec_root, "containers", container_id)
+
+    @property
+    def factory_socket(self) -> str:
+        return os.path.join(self.exec_root, P.FACTORY_SOCKET)
+
+    def factory_pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.exec_root, P.FACTORY_PID)) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    # -- the factory ---------------------------------------------------------------------------
+
+    async def ensure_factory(self) -> int:
+        """Make sure a factory of this protocol version serves the exec root (replacing an
+        older one); its pid. Call at daemon start so the first spawn does not wait for it."""
+        try:
+            reply = await _request(self.factory_socket, {"op": "ping"})
+        except _GONE:
+            await self._start_factory()
+            reply = await _request(self.factory_socket, {"op": "ping"})
+        if reply.get("version") != P.PROTOCOL_VERSION:
+            await self.stop_factory()
+            await self._start_factory()
+            reply = await _request(self.factory_socket, {"op": "ping"})
+        return int(reply["pid"])
+
+    async def stop_factory(self) -> None:
+        """Ask the factory to exit; running monitors are not affected."""
+        with contextlib.suppress(*_GONE):
+            await _request(self.factory_socket, {"op": "exit"})
+
+    async def _factory_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await _open(self.factory_socket)
+        except _GONE:
+            pass
+        async with self._starting:
+            try:
+                return await _open(self.factory_socket)
+            except _GONE:
+                await self._start_factory()
+            return await _open(self.factory_socket)
+
+    async def _start_factory(self) -> None:
+        os.makedirs(self.exec_root, 0o711, exist_ok=True)
+        log_path = os.path.join(self.exec_root, P.FACTORY_LOG)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            # a fresh interpreter, exec'd at once (no Python runs between fork and exec)
+            proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "dockyard.engine.monitor.factory", "--exec-root",
+                self.exec_root, stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+                start_new_session=True, cwd="/")
+        finally:
+            os.close(log_fd)
+        async with asyncio.timeout(FACTORY_START_TIMEOUT):
+            code = await proc.wait()  # it exits once its daemonized child listens
+        if code != 0:
+            raise System(f"the monitor factory did not start (exit status {code}); see {log_path}")
+
+    # -- monitors ------------------------------------------------------------------------------
+
+    async def spawn(self, req: SpawnRequest) -> MonitorHandle:
+        """Start a monitor for ``req``; returns once the container runs (or, with
+        ``req.start`` False, is created). StartError if it does not."""
+        reader, writer = await self._factory_connection()
+        try:
+            writer.write(P.encode({"op": "spawn", "request": req.to_json()}))
+            async with asyncio.timeout(SPAWN_TIMEOUT):
+                first = P.raise_for(await _read_message(reader))
+                try:
+                    event = await _read_message(reader)
+                except asyncio.IncompleteReadError:
+                    raise System(f"the monitor of container {req.container_id} died while "
+                                 f"starting it (monitor pid {first.get('monitor_pid')})") from None
+        except asyncio.IncompleteReadError:
+            raise System("the monitor factory closed the connection") from None
+        finally:
+            await _close(writer)
+        if event.get("event") == "error":
+            raise StartError(event.get("message", "start failed"),
+                             StartKind(event.get("kind", StartKind.FAILED)), event.get("exit_code"))
+        status = Status.RUNNING if event.get("event") == "started" else Status.CREATED
+        return MonitorHandle(req.container_id, req.state_dir, pid=int(event["pid"]),
+                             monitor_pid=int(event.get("monitor_pid", first["monitor_pid"])),
+                             status=status, started_at=event.get("started_at", ""))
+
+    async def connect(self, container_id: str, state_dir: str | None = None) -> MonitorHandle | None:
+        """Find a container's monitor again (after a daemon restart). A handle to the live
+        monitor; or, if it has gone, one whose `wait` returns the exit it recorded; or None
+        if there is neither (no monitor ever ran there, or it died without a record)."""
+        state_dir = state_dir or self.state_dir_for(container_id)
+        try:
+            reply = await _request(os.path.join(state_dir, P.CONTROL_SOCKET), {"op": "state"})
+        except _GONE:
+            status = read_exit(state_dir)
+            if status is None:
+                return None
+            return MonitorHandle(container_id, state_dir, pid=status.pid, status=Status.STOPPED,
+                                 started_at=status.started_at, exit_status=status)
+        return MonitorHandle(container_id, state_dir, pid=int(reply["pid"]),
+                             monitor_pid=int(reply["monitor_pid"]), status=Status(reply["status"]),
+                             started_at=reply.get("started_at", ""))

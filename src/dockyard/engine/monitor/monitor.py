@@ -1,0 +1,658 @@
+"""One container's monitor: the process that owns its stdio, logs, attach streams and exit.
+
+Forked by the factory (factory.py) from a warm interpreter, a monitor makes itself the child
+subreaper, claims ``<state_dir>/monitor.sock``, opens the json-file log, makes the container's
+stdio (pipes, or a console socket for a TTY), and has a short-lived helper child mount the
+root filesystem and create and start the container (runtimes.py). It reports "started" (or
+why not) on the spawn connection, then runs one single-threaded epoll loop over: the
+container's output (pipes, or the pty master it received), its stdin, a pidfd on its init
+(re-parented to us, the subreaper, when the helper exited), and the control connections
+(protocol.py). When the init exits it records the status, has a helper delete the runtime's
+container (which kills what is left in its cgroup) and unmount the root filesystem, drains
+the output, writes ``exit.json``, answers the waiters and exits. It survives the daemon and
+the factory: nothing here depends on either.
+
+Must not: import a module the factory did not preload, or run code it need not (every page
+this process writes becomes its own: that is the monitor's memory cost; `op_debug` lists
+imports made after the fork); start threads; or block on a client (sockets are non-blocking;
+a slow attach client holds back the container's output, as a slow reader does in Docker,
+never the loop). Runtime work (create, start, kill, pause, delete) runs in helpers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import select
+import socket
+import struct
+import sys
+import time
+
+from dockyard.engine.monitor import jsonlog, protocol as P, runtimes
+from dockyard.errdefs import AlreadyExists, Conflict, DockyardError, InvalidArgument
+from dockyard.linux import syscalls as S
+from dockyard.spec import jsonfast
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 32768  # container output; each buffer is heap that stays dirty in the monitor
+CONTROL_READ_SIZE = 4096
+MAX_EVENTS = 64  # epoll.poll's default allocates room for 1023 events on every call
+HIGH_WATER = 1 << 20  # bytes queued for one attach client before the output is held back
+DRAIN_TIMEOUT = 5.0  # after the exit, for the output pipes to reach EOF
+FLUSH_TIMEOUT = 5.0  # then, for clients to take the rest of their output
+CONSOLE_TIMEOUT = 10.0
+_READ, _WRITE = select.EPOLLIN, select.EPOLLOUT
+_ERRORS = select.EPOLLERR | select.EPOLLHUP
+# statuses as plain strings (protocol.Status's values): enum's code is not run in here
+CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
+
+
+# -- endpoints: what the loop waits on ----------------------------------------------------------
+
+class Endpoint:
+    fd: int
+    registered = 0
+
+    def events(self, mon: "Monitor") -> int:
+        return _READ
+
+    def ready(self, mon: "Monitor", mask: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Output(Endpoint):
+    """The container's stdout or stderr pipe, or its pty master (stdout)."""
+
+    def __init__(self, fd: int, stream: str, stream_id: int) -> None:
+        self.fd, self.stream, self.stream_id = fd, stream, stream_id
+        os.set_blocking(fd, False)
+
+    def events(self, mon: "Monitor") -> int:
+        return 0 if mon.held_back() else _READ
+
+    def ready(self, mon: "Monitor", mask: int) -> None:
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO from a pty master: every slave end is closed
+            data = b""
+        if data:
+            mon.on_output(self, data)
+        else:
+            mon.drop(self)
+
+
+class Stdin(Endpoint):
+    """The write end of the container's stdin: a pipe, or a dup of the pty master."""
+
+    def __init__(self, fd: int, tty: bool) -> None:
+        self.fd, self.tty = fd, tty
+        self.buf = bytearray()
+        self.closing = False
+        os.set_blocking(fd, False)
+
+    def events(self, mon: "Monitor") -> int:
+        return _WRITE if self.buf else 0
+
+    def push(self, data: bytes) -> None:
+        if not self.closing:
+            self.buf += data
+
+    def close_when_flushed(self, mon: "Monitor") -> None:
+        if self.tty and not self.closing:
+            self.buf += b"\x04"  # EOF for the terminal's line discipline; the pty stays open
+        self.closing = True
+        if not self.buf:
+            mon.drop(self)
+
+    def ready(self, mon: "Monitor", mask: int) -> None:
+        try:
+            written = os.write(self.fd, self.buf)
+        except BlockingIOError:
+            return
+        except OSError:  # EPIPE: the container closed its stdin
+            self.buf.clear()
+            mon.drop(self)
+            return
+        del self.buf[:written]
+        if not self.buf and self.closing:
+            mon.drop(self)
+
+
+class PidFd(Endpoint):
+    def __init__(self, pid: int) -> None:
+        self.fd = os.pidfd_open(pid)
+
+    def ready(self, mon: "Monitor", mask: int) -> None:
+        mon.reap()
+
+
+class Listener(Endpoint):
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.fd = sock, sock.fileno()
+
+    def ready(self, mon: "Monitor", mask: int) -> None:
+        try:
+            fd, _ = self.sock._accept()  # socket.accept() would run enum's code for .family
+        except BlockingIOError:
+            return
+        conn = socket.socket(fileno=fd)
+        conn.setblocking(False)
+        mon.add(Client(conn))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Client(Endpoint):
+    """A control connection: requests, replies, and after ``attach`` a raw stream."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.fd = sock, sock.fileno()
+        self.decoder = P.LineDecoder()
+        self.out = bytearray()
+        self.attach: dict[str, bool] | None = None
+        self.waiting = False
+        self.read_eof = False
+        self.closing = False  # close once `out` is sent
+
+    def events(self, mon: "Monitor") -> int:
+        want = _WRITE if self.out else 0
+        stdin_held = self.attach is not None and self.attach["stdin"] and mon.stdin_full()
+        if not self.read_eof and not self.closing and not stdin_held:
+            want |= _READ
+        return want
+
+    def send(self, message: dict) -> None:
+        self.out += P.encode(message)
+
+    def ready(self, mon: "Monitor", mask: int) -> None:
+        if mask & _WRITE and self.out:
+            try:
+                del self.out[:self.sock.send(self.out)]
+            except BlockingIOError:
+                pass
+        if mask & _READ and not self.read_eof:
+            try:
+                data = self.sock.recv(CONTROL_READ_SIZE if self.attach is None else READ_SIZE)
+            except BlockingIOError:
+                return
+            if not data:
+                self.read_eof = True
+                mon.on_client_eof(self)
+            elif self.attach is not None:
+                mon.on_client_stdin(self, data)
+            else:
+                self._requests(mon, data)
+        if self.closing and not self.out:
+            mon.drop(self)
+
+    def _requests(self, mon: "Monitor", data: bytes) -> None:
+        while (msg := self.decoder.next(data)) is not None:
+            data = b""
+            mon.dispatch(self, msg)
+            if self.attach is not None:  # what follows the attach request is stdin
+                rest = self.decoder.take_rest()
+                if rest:
+                    mon.on_client_stdin(self, rest)
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# -- the monitor --------------------------------------------------------------------------------
+
+class StartFailed(Exception):
+    def __init__(self, kind: P.StartKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _start_failed(reply: dict) -> StartFailed:
+    return StartFailed(P.StartKind(reply.get("start_kind", P.StartKind.FAILED)), reply["error"])
+
+
+class Monitor:
+    def __init__(self, req: P.SpawnRequest, report: socket.socket | None) -> None:
+        self.req = req
+        self.report = report  # the spawn connection: told "started" (or why not), then closed
+        self.epoll = select.epoll()
+        self.endpoints: dict[int, Endpoint] = {}
+        self.status = ""
+        self.pid = 0
+        self.started_at = ""
+        self.exit: P.ExitStatus | None = None
+        self.phase = "live"  # -> "draining" (init exited) -> "flushing" (recorded) -> "done"
+        self.deadline: float | None = None
+        self.outputs: list[Output] = []
+        self.stdin: Stdin | None = None
+        self.master: int | None = None
+        self.console: socket.socket | None = None
+        self.oom_before = 0
+        self.logfile: jsonlog.JSONFileWriter | None = None
+        self.undo: list = []  # performed in reverse when the start fails
+        self.modules_at_fork = len(sys.modules)
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self.prepare()
+        except BaseException as exc:  # report it all: the daemon waits for an answer
+            self.fail(exc)
+            return 1
+        event = "started" if self.status == RUNNING else "created"
+        self.tell({"event": event, "pid": self.pid, "started_at": self.started_at,
+                   "monitor_pid": os.getpid()})
+        self.loop()
+        return 0
+
+    def tell(self, message: dict) -> None:
+        if self.report is None:
+            return
+        try:
+            self.report.sendall(P.encode(message))
+        except OSError:  # the daemon went away; it will find us with connect()
+            pass
+        self.report.close()
+        self.report = None
+
+    def prepare(self) -> None:
+        req = self.req
+        try:
+            os.mkdir(req.state_dir, 0o711)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(req.state_dir, 0o711, exist_ok=True)
+        os.chdir(req.state_dir)  # socket names stay short (sun_path holds 108 bytes)
+        self.claim_socket()
+        _unlink(P.EXIT_FILE)
+        self.logfile = jsonlog.JSONFileWriter(
+            req.log_path, jsonlog.parse_log_options(req.log_opts),
+            on_error=lambda message: log.warning("%s: %s", req.container_id, message))
+        stdio, theirs = self.make_stdio()
+        try:
+            reply = runtimes.in_child(runtimes.start_container, req, stdio,
+                                      self.console and f"{req.state_dir}/{P.CONSOLE_SOCKET}")
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        if "error" in reply:
+            raise _start_failed(reply)
+        self.pid, self.oom_before = reply["pid"], reply["oom_kills"]
+        self.undo.append(lambda: runtimes.in_child(runtimes.teardown_container, req))
+        if self.console is not None:
+            self.receive_console()
+        for ep in self.outputs:
+            self.add(ep)
+        if self.stdin is not None:
+            self.add(self.stdin)
+        self.pidfd = PidFd(self.pid)  # the helper is gone: the init is our child now
+        self.add(self.pidfd)
+        if req.start:
+            self.status, self.started_at = RUNNING, jsonlog.format_time()
+        else:
+            self.status = CREATED
+
+    def claim_socket(self) -> None:
+        """Listen on monitor.sock, unless a live monitor answers there (AlreadyExists)."""
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(P.CONTROL_SOCKET)
+        except OSError:
+            _unlink(P.CONTROL_SOCKET)
+        else:
+            raise AlreadyExists(f"a monitor for container {self.req.container_id} is running")
+        finally:
+            probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(P.CONTROL_SOCKET)
+        os.chmod(P.CONTROL_SOCKET, 0o600)
+        sock.listen(64)
+        sock.setblocking(False)
+        self.listener = Listener(sock)
+        self.add(self.listener)
+        self.undo.append(lambda: _unlink(P.CONTROL_SOCKET))
+
+    def make_stdio(self) -> tuple[tuple[int, int, int], list[int]]:
+        """The container's stdio (and a console socket for a TTY), and the fds of its side
+        to close once the helper has handed them over."""
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        if self.req.tty:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            _unlink(P.CONSOLE_SOCKET)
+            sock.bind(P.CONSOLE_SOCKET)
+            sock.listen(1)
+            self.console = sock
+            self.undo.append(lambda: _unlink(P.CONSOLE_SOCKET))
+            return (null, null, null), [null]
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.outputs = [Output(out_r, "stdout", P.STDOUT), Output(err_r, "stderr", P.STDERR)]
+        if not self.req.open_stdin:
+            return (null, out_w, err_w), [null, out_w, err_w]
+        in_r, in_w = os.pipe()
+        self.stdin = Stdin(in_w, tty=False)
+        return (in_r, out_w, err_w), [null, in_r, out_w, err_w]
+
+    def receive_console(self) -> None:
+        """The pty master the container's init sent (runc's protocol: one SCM_RIGHTS
+        message). The runtime connected before create returned, so it is queued already."""
+        sock, self.console = self.console, None
+        try:
+            sock.settimeout(CONSOLE_TIMEOUT)
+            conn, _ = sock.accept()
+            with conn:
+                conn.settimeout(CONSOLE_TIMEOUT)
+                _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        finally:
+            sock.close()
+            _unlink(P.CONSOLE_SOCKET)
+        if not fds:
+            raise StartFailed(P.StartKind.FAILED, "the container sent no terminal")
+        self.master = fds[0]
+        self.outputs = [Output(self.master, "stdout", P.STDOUT)]
+        if self.req.open_stdin:
+            self.stdin = Stdin(os.dup(self.master), tty=True)
+
+    def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, StartFailed):
+            kind = exc.kind
+        elif isinstance(exc, AlreadyExists):
+            kind = P.StartKind.CONFLICT
+        else:
+            kind = P.StartKind.FAILED
+        if not isinstance(exc, DockyardError | StartFailed):
+            log.error("%s: start failed", self.req.container_id, exc_info=exc)
+        for action in reversed(self.undo):
+            try:
+                action()
+            except Exception as err:
+                log.warning("%s: undoing a failed start: %s", self.req.container_id, err)
+        if self.logfile is not None:
+            self.logfile.close()
+        reply = {"event": "error", "kind": str(kind), "message": str(exc) or type(exc).__name__}
+        if (code := P.start_exit_code(kind)) is not None:
+            reply["exit_code"] = code
+        self.tell(reply)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def add(self, ep: Endpoint) -> None:
+        self.endpoints[ep.fd] = ep
+
+    def drop(self, ep: Endpoint) -> None:
+        if self.endpoints.pop(ep.fd, None) is None:
+            return
+        if ep.registered:
+            self.epoll.unregister(ep.fd)
+        if ep is self.stdin:
+            self.stdin = None
+        if ep in self.outputs:
+            self.outputs.remove(ep)
+            if ep.fd == self.master:
+                self.master = None
+        try:
+            ep.close()
+        except OSError:
+            pass
+
+    def loop(self) -> None:
+        while self.phase != "done":
+            self.sync()
+            timeout = -1 if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+            for fd, mask in self.epoll.poll(timeout, MAX_EVENTS):
+                ep = self.endpoints.get(fd)
+                if ep is None or not ep.registered:
+                    continue  # dropped by an earlier event of this round
+                if mask & _ERRORS:  # let the read or write find out what happened
+                    mask |= _READ | _WRITE
+                try:
+                    ep.ready(self, mask)
+                except Exception as exc:  # one broken endpoint must not end the monitor
+                    if not isinstance(exc, OSError):
+                        log.exception("%s: %r failed", self.req.container_id, ep)
+                    self.drop(ep)
+            self.advance()
+
+    def sync(self) -> None:
+        """Make epoll's interest match what each endpoint wants now."""
+        for fd, ep in list(self.endpoints.items()):
+            want = ep.events(self)
+            if want == ep.registered:
+                continue
+            if not ep.registered:
+                self.epoll.register(fd, want)
+            elif not want:
+                self.epoll.unregister(fd)
+            else:
+                self.epoll.modify(fd, want)
+            ep.registered = want
+
+    def held_back(self) -> bool:
+        return any(len(c.out) >= HIGH_WATER for c in self.attached())
+
+    def stdin_full(self) -> bool:
+        return self.stdin is not None and len(self.stdin.buf) >= HIGH_WATER
+
+    def attached(self):
+        return (ep for ep in self.endpoints.values() if isinstance(ep, Client) and ep.attach)
+
+    # -- output, stdin -------------------------------------------------------------------------
+
+    def on_output(self, out: Output, data: bytes) -> None:
+        self.logfile.write(out.stream, data)
+        chunk = data if self.req.tty else P.frame(out.stream_id, data)
+        for client in self.attached():
+            if client.attach[out.stream] and not client.closing:
+                client.out += chunk
+
+    def on_client_stdin(self, client: Client, data: bytes) -> None:
+        if client.attach["stdin"] and self.stdin is not None:
+            self.stdin.push(data)
+
+    def on_client_eof(self, client: Client) -> None:
+        if client.attach is None:
+            if not client.waiting:
+                client.closing = True
+        elif client.attach["stdin"] and self.req.stdin_once and self.stdin is not None:
+            self.stdin.close_when_flushed(self)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def dispatch(self, client: Client, msg: dict) -> None:
+        op = msg.get("op")
+        handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+        try:
+            if handler is None:
+                raise InvalidArgument(f"unknown operation {op!r}")
+            reply = handler(client, msg)
+        except Exception as exc:
+            if not isinstance(exc, DockyardError):
+                log.exception("%s: %s failed", self.req.container_id, op)
+            reply = P.error_reply(exc)
+        if reply is not None:
+            client.send(reply)
+
+    def _live(self) -> None:
+        if self.phase != "live":
+            raise Conflict(f"container {self.req.container_id} is not running")
+
+    def op_state(self, client: Client, msg: dict) -> dict:
+        out = {"ok": True, "status": self.status, "pid": self.pid,
+               "monitor_pid": os.getpid(), "started_at": self.started_at}
+        if self.exit is not None:
+            out.update(self.exit.to_json())
+        return out
+
+    def op_wait(self, client: Client, msg: dict) -> dict | None:
+        if self.phase in ("flushing", "done"):
+            return {"ok": True, **self.exit.to_json()}
+        client.waiting = True
+        return None
+
+    def op_start(self, client: Client, msg: dict) -> dict:
+        self._live()
+        if self.status != CREATED:
+            raise Conflict(f"container {self.req.container_id} is already started")
+        reply = runtimes.in_child(runtimes.start_created, self.req)
+        if "error" in reply:
+            kind = P.StartKind(reply.get("start_kind", P.StartKind.FAILED))
+            reply = {"error": reply["error"], "kind": "start_failed", "start_kind": str(kind)}
+            if (code := P.start_exit_code(kind)) is not None:
+                reply["exit_code"] = code
+            return reply
+        self.status, self.started_at = RUNNING, jsonlog.format_time()
+        return {"ok": True, "pid": self.pid, "started_at": self.started_at}
+
+    def op_kill(self, client: Client, msg: dict) -> dict:
+        self._live()
+        sig = msg.get("signal", 15)
+        if not isinstance(sig, int) or not 0 < sig <= 64:
+            raise InvalidArgument(f"invalid signal: {sig!r}")
+        return self.control("kill", sig, bool(msg.get("all")))
+
+    def op_pause(self, client: Client, msg: dict) -> dict:
+        self._live()
+        if self.status != RUNNING:
+            raise Conflict(f"container {self.req.container_id} is not running")
+        reply = self.control("pause")
+        self.status = PAUSED
+        return reply
+
+    def op_resume(self, client: Client, msg: dict) -> dict:
+        self._live()
+        if self.status != PAUSED:
+            raise Conflict(f"container {self.req.container_id} is not paused")
+        reply = self.control("resume")
+        self.status = RUNNING
+        return reply
+
+    def control(self, verb: str, *args) -> dict:
+        return P.raise_for(runtimes.in_child(runtimes.control, self.req, verb, *args))
+
+    def op_attach(self, client: Client, msg: dict) -> dict:
+        self._live()
+        client.attach = {"stdin": bool(msg.get("stdin")) and self.req.open_stdin,
+                         "stdout": bool(msg.get("stdout")), "stderr": bool(msg.get("stderr"))}
+        return {"ok": True, "tty": self.req.tty}
+
+    def op_resize(self, client: Client, msg: dict) -> dict:
+        height, width = msg.get("height"), msg.get("width")
+        if not all(isinstance(v, int) and 0 <= v <= 0xFFFF for v in (height, width)):
+            raise InvalidArgument("resize: height and width must be integers from 0 to 65535")
+        if not self.req.tty:
+            raise Conflict(f"container {self.req.container_id} has no terminal")
+        if self.master is None:
+            raise Conflict(f"container {self.req.container_id} is not running")
+        fcntl.ioctl(self.master, S.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        return {"ok": True}
+
+    def op_close_stdin(self, client: Client, msg: dict) -> dict:
+        if self.stdin is not None:
+            self.stdin.close_when_flushed(self)
+        return {"ok": True}
+
+    def op_debug(self, client: Client, msg: dict) -> dict:
+        """What this monitor imported after the fork (each a cost in private memory)."""
+        return {"ok": True, "imported_after_fork": list(sys.modules)[self.modules_at_fork:]}
+
+    # -- the exit ------------------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """Reap every child that has exited: the init, and orphans we adopted as subreaper."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid and self.phase == "live":
+                self.on_init_exit(status)
+
+    def on_init_exit(self, status: int) -> None:
+        cid = self.req.container_id
+        self.drop(self.pidfd)
+        finished_at = jsonlog.format_time()
+        # kills what is left in the cgroup, so that the output pipes reach EOF
+        reply = runtimes.in_child(runtimes.teardown_container, self.req)
+        for warning in reply.get("warnings", []) + ([reply["error"]] if "error" in reply else []):
+            log.warning("%s: %s", cid, warning)
+        oom = reply.get("oom_kills", 0) > self.oom_before
+        self.exit = P.ExitStatus(P.exit_code_of(status), oom, self.started_at, finished_at,
+                                 self.pid)
+        self.status = STOPPED
+        self.phase = "draining"
+        self.deadline = time.monotonic() + DRAIN_TIMEOUT
+
+    def advance(self) -> None:
+        now = time.monotonic()
+        if self.phase == "draining" and (not self.outputs or now >= self.deadline):
+            self.record()
+            self.phase = "flushing"
+            self.deadline = now + FLUSH_TIMEOUT
+        if self.phase == "flushing":
+            busy = [ep for ep in self.endpoints.values() if isinstance(ep, Client) and ep.out]
+            if not busy or now >= self.deadline:
+                self.phase = "done"
+                for ep in list(self.endpoints.values()):
+                    self.drop(ep)
+
+    def record(self) -> None:
+        """Everything is drained: write exit.json, tell the waiters."""
+        for ep in list(self.outputs):
+            self.drop(ep)
+        if self.stdin is not None:
+            self.drop(self.stdin)
+        self.logfile.close()
+        _write_atomic(P.EXIT_FILE, jsonfast.dumps(self.exit.to_json()).encode())
+        # no new clients: a restart of this container binds monitor.sock again right away
+        self.drop(self.listener)
+        _unlink(P.CONTROL_SOCKET)
+        reply = {"ok": True, **self.exit.to_json()}
+        for ep in list(self.endpoints.values()):
+            if isinstance(ep, Client):
+                if ep.waiting:
+                    ep.send(reply)
+                ep.closing = True
+                if not ep.out:
+                    self.drop(ep)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _write_atomic(name: str, data: bytes) -> None:
+    tmp = f".{name}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, name)
+
+
+def _unlink(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+
+
+def serve(req: P.SpawnRequest, report: socket.socket) -> int:
+    """The monitor's life, in a process just forked for it. Returns its exit status."""
+    os.setsid()  # its own session: no signal for the factory's group reaches it
+    S.SYS.set_child_subreaper()  # the container's init, forked by the runtime, is our child
+    try:
+        fd = os.open("/proc/self/comm", os.O_WRONLY)
+        os.write(fd, b"dockyard-mon")
+        os.close(fd)
+    except OSError:
+        pass
+    return Monitor(req, report).run()

@@ -1,0 +1,296 @@
+"""A monitor's container operations, each performed in a short-lived child of the monitor.
+
+Owns the two runtimes a monitor drives — the runtime library in-process (`LibraryRuntime`,
+no runtime binary to exec: the fastest start) and a runc-compatible binary (`ExternalRuntime`,
+run as containerd's shim runs runc) — the start and teardown sequences (root filesystem
+mounts, create, start, the OOM-kill count, delete, unmount), and `in_child`, which runs one
+of them in a forked child and returns its outcome as a protocol message.
+
+Why a child: a monitor lives as long as its container, and every page it writes stops being
+shared with the factory. Reading a spec, creating a container and compiling its seccomp filter
+write ~2 MiB of heap; done in a child that exits, they cost the monitor nothing. The
+container's init still becomes the monitor's child: the monitor is the child subreaper, and
+the init is re-parented to it when the helper exits. The helper also gives the container
+its stdio (dup2 onto 0, 1, 2) and default SIGPIPE/SIGXFSZ dispositions (Python ignores both
+and SIG_IGN survives execve) without the monitor changing its own.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+
+from dockyard.engine.monitor import protocol as P
+from dockyard.errdefs import AlreadyExists, DockyardError, InvalidArgument, System
+from dockyard.linux import syscalls as S
+from dockyard.spec import jsonfast
+
+_SIGPIPE, _SIGXFSZ = 13, 25
+
+
+def in_child(fn, *args) -> dict:
+    """``fn(*args)`` (a reply dict) computed in a forked child; an exception becomes an
+    error reply. Blocks until the child has answered and exited."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            try:
+                reply = fn(*args)
+            except BaseException as exc:  # the monitor is the one to hear of it
+                reply = P.error_reply(exc)
+            data = P.encode(reply)
+            while data:
+                data = data[os.write(w, data):]
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    try:
+        while chunk := os.read(r, 4096):  # small reads: a 64 KiB buffer dirties 64 KiB
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    if not chunks:
+        return {"error": "the monitor's helper process died", "kind": "system"}
+    return P.parse_message(b"".join(chunks).rstrip(b"\n"))
+
+
+# -- runtimes -----------------------------------------------------------------------------------
+
+class LibraryRuntime:
+    """`dockyard.runtime` in this process."""
+
+    def __init__(self, root: str) -> None:
+        from dockyard.runtime.container import Runtime
+
+        self.rt = Runtime(root)
+
+    def create(self, cid: str, bundle: str, console: str | None) -> int:
+        # the init connects to the console socket by the name we give: relative to our
+        # working directory, the state directory, so that it fits in sun_path
+        return self.rt.create(cid, bundle, console_socket=console and os.path.basename(console))
+
+    def start(self, cid: str) -> None:
+        self.rt.start(cid)
+
+    def kill(self, cid: str, sig: int, all_processes: bool) -> None:
+        self.rt.kill(cid, sig, all_processes)
+
+    def pause(self, cid: str) -> None:
+        self.rt.pause(cid)
+
+    def resume(self, cid: str) -> None:
+        self.rt.resume(cid)
+
+    def delete(self, cid: str) -> None:
+        self.rt.delete(cid, force=True)
+
+
+class ExternalRuntime:
+    """A runc-compatible binary: ``--log`` in JSON (its errors are read from there), the
+    container's stdio as the runtime's own for create, /dev/null for everything else."""
+
+    def __init__(self, binary: str, root: str, state_dir: str) -> None:
+        self.binary, self.root = binary, root
+        self.log_path = os.path.join(state_dir, P.RUNTIME_LOG)
+        self.pid_file = os.path.join(state_dir, "init.pid")
+
+    def run(self, *args: str, own_stdio: bool = False) -> None:
+        argv = [self.binary, "--root", self.root, "--log", self.log_path, "--log-format", "json",
+                *args]
+        actions = []
+        if not own_stdio:
+            actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+        try:
+            pid = os.posix_spawn(self.binary, argv, os.environ, file_actions=actions,
+                                 setsigdef=(_SIGPIPE, _SIGXFSZ))
+        except OSError as exc:
+            raise System(f"{self.binary}: {exc.strerror}") from None
+        _, status = os.waitpid(pid, 0)
+        if status:
+            raise System(self.last_error() or f"{self.binary} {args[0]}: exit status "
+                                               f"{P.exit_code_of(status)}")
+
+    def last_error(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().splitlines()[-20:]
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            try:
+                entry = jsonfast.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+                return str(entry.get("msg", ""))
+        return ""
+
+    def create(self, cid: str, bundle: str, console: str | None) -> int:
+        extra = ["--console-socket", console] if console else []
+        self.run("create", "--bundle", bundle, "--pid-file", self.pid_file, *extra, cid,
+                 own_stdio=True)
+        with open(self.pid_file) as f:
+            return int(f.read().strip())
+
+    def start(self, cid: str) -> None:
+        self.run("start", cid)
+
+    def kill(self, cid: str, sig: int, all_processes: bool) -> None:
+        self.run("kill", *(["--all"] if all_processes else []), cid, str(sig))
+
+    def pause(self, cid: str) -> None:
+        self.run("pause", cid)
+
+    def resume(self, cid: str) -> None:
+        self.run("resume", cid)
+
+    def delete(self, cid: str) -> None:
+        self.run("delete", "--force", cid)
+
+
+def runtime_for(req: P.SpawnRequest):
+    if req.runtime in ("", "dockyard"):
+        return LibraryRuntime(req.runtime_root)
+    if not os.path.isabs(req.runtime):
+        raise InvalidArgument(f"runtime {req.runtime!r}: not 'dockyard' or an absolute path")
+    return ExternalRuntime(req.runtime, req.runtime_root, req.state_dir)
+
+
+# -- sequences (each runs in a child: see in_child) ---------------------------------------------
+
+def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: str | None) -> dict:
+    """Mount the root filesystem, create the container with ``stdio``, start it unless
+    ``req.start`` is False. ``{"ok", "pid", "oom_kills"}``, or an error reply with its
+    ``start_kind``; a failure leaves nothing mounted or created."""
+    _signal.signal(_SIGPIPE, _signal.SIG_DFL)
+    _signal.signal(_SIGXFSZ, _signal.SIG_DFL)
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+    cmd = ""
+    mounted = created = False
+    rt = None
+    try:
+        config = read_config(req.bundle)
+        cmd = ((config.get("process") or {}).get("args") or [""])[0]
+        if req.rootfs_mounts:
+            mount_rootfs(req)
+            mounted = True
+        rt = runtime_for(req)
+        pid = rt.create(req.container_id, req.bundle, console)
+        created = True
+        ooms = oom_kills(config, req.container_id)
+        if req.start:
+            rt.start(req.container_id)
+        return {"ok": True, "pid": pid, "oom_kills": ooms}
+    except BaseException as exc:
+        reply = P.error_reply(exc)
+        kind = (P.StartKind.CONFLICT if isinstance(exc, AlreadyExists)
+                else P.classify_start_error(str(exc), cmd))
+        reply["start_kind"] = str(kind)
+        _undo(rt if created else None, req, mounted)
+        return reply
+
+
+def start_created(req: P.SpawnRequest) -> dict:
+    """Start a container created with ``req.start`` False (the exec fifo, or `runc start`)."""
+    try:
+        runtime_for(req).start(req.container_id)
+    except BaseException as exc:
+        reply = P.error_reply(exc)
+        cmd = ((read_config(req.bundle).get("process") or {}).get("args") or [""])[0]
+        reply["start_kind"] = str(P.classify_start_error(str(exc), cmd))
+        return reply
+    return {"ok": True}
+
+
+def control(req: P.SpawnRequest, verb: str, *args) -> dict:
+    """kill, pause or resume through the runtime."""
+    getattr(runtime_for(req), verb)(req.container_id, *args)
+    return {"ok": True}
+
+
+def teardown_container(req: P.SpawnRequest) -> dict:
+    """After the init's exit: the cgroup's OOM-kill count, then delete the container (which
+    kills what is left in its cgroup) and unmount its root filesystem. Problems are
+    reported as ``warnings``: the exit is recorded whatever happens here."""
+    warnings = []
+    ooms = 0
+    try:
+        ooms = oom_kills(read_config(req.bundle), req.container_id)
+    except DockyardError as exc:
+        warnings.append(f"reading the OOM-kill count: {exc}")
+    try:
+        runtime_for(req).delete(req.container_id)
+    except Exception as exc:
+        warnings.append(f"deleting the runtime's container: {exc}")
+    if req.rootfs_mounts:
+        try:
+            unmount_rootfs(req)
+        except Exception as exc:
+            warnings.append(f"unmounting the root filesystem: {exc}")
+    return {"ok": True, "oom_kills": ooms, "warnings": warnings}
+
+
+def _undo(rt, req: P.SpawnRequest, mounted: bool) -> None:
+    if rt is not None:
+        try:
+            rt.delete(req.container_id)
+        except Exception:  # noqa: S110 (the start error is what the caller reports)
+            pass
+    if mounted:
+        try:
+            unmount_rootfs(req)
+        except Exception:  # noqa: S110
+            pass
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+def read_config(bundle: str) -> dict:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            config = jsonfast.loads(f.read())
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"config.json: {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise InvalidArgument(f"config.json: {path}: not a JSON object")
+    return config
+
+
+def oom_kills(config: dict, cid: str) -> int:
+    """How often the kernel's OOM killer has struck in the container's cgroup."""
+    from dockyard.runtime.cgroups import cgroup_manager
+
+    try:
+        cgroup = cgroup_manager((config.get("linux") or {}).get("cgroupsPath"), cid)
+        return cgroup.oom_kill_count()
+    except (OSError, ValueError) as exc:
+        raise System(f"cgroup of {cid}: {exc}") from None
+
+
+def rootfs_target(req: P.SpawnRequest) -> str:
+    return os.path.join(req.bundle, "rootfs")
+
+
+def mount_rootfs(req: P.SpawnRequest) -> None:
+    from dockyard.snapshot.mounts import Mount, mount_all
+
+    target = rootfs_target(req)
+    os.makedirs(target, exist_ok=True)
+    mount_all([Mount.from_json(m) for m in req.rootfs_mounts], target)
+
+
+def unmount_rootfs(req: P.SpawnRequest) -> None:
+    """The reverse of `mount_rootfs`, detaching (MNT_DETACH): the runtime has killed every
+    process of the container, so only a host process looking in could still hold it."""
+    from dockyard.snapshot.mounts import Mount, unmount_all
+
+    target = rootfs_target(req)
+    for m in reversed([Mount.from_json(m) for m in req.rootfs_mounts]):
+        dest = os.path.join(target, m.target.lstrip("/")) if m.target else target
+        unmount_all(dest, flags=S.MNT_DETACH)

@@ -1,0 +1,131 @@
+"""Docker's JSON shapes of a container: the `/containers/json` summary and the inspect
+document (API 1.51 ContainerSummary and ContainerInspectResponse), and the list filters."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from dockyard.errdefs import InvalidArgument
+from dockyard.engine.container import CREATED, EXITED, Container, parse_rfc3339
+
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def _network_settings(c: Container) -> dict:
+    mode = c.host_config.get("NetworkMode") or "default"
+    return {"Networks": {} if mode in ("none", "host") else {}}
+
+
+def summary(c: Container, engine=None) -> dict:
+    return {
+        "Id": c.id, "Names": ["/" + c.name], "Image": c.image_ref, "ImageID": c.image_id,
+        "Command": c.command(), "Created": int(parse_rfc3339(c.created)),
+        "Ports": [], "Labels": c.config.get("Labels") or {}, "State": c.state.Status,
+        "Status": c.status_text(), "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "default"},
+        "NetworkSettings": _network_settings(c), "Mounts": _mounts(c),
+    }
+
+
+def _mounts(c: Container) -> list[dict]:
+    out = []
+    for bind in c.host_config.get("Binds") or []:
+        parts = bind.split(":")
+        if len(parts) < 2:
+            continue
+        opts = parts[2].split(",") if len(parts) > 2 else []
+        out.append({"Type": "bind", "Source": parts[0], "Destination": parts[1],
+                    "Mode": parts[2] if len(parts) > 2 else "", "RW": "ro" not in opts,
+                    "Propagation": next((o for o in opts if "private" in o or "shared" in o
+                                         or "slave" in o), "rprivate")})
+    for m in c.host_config.get("Mounts") or []:
+        out.append({"Type": m.get("Type", ""), "Source": m.get("Source", ""),
+                    "Destination": m.get("Target", ""), "Mode": "", "RW": not m.get("ReadOnly"),
+                    "Propagation": (m.get("BindOptions") or {}).get("Propagation", "rprivate")})
+    return out
+
+
+def inspect(c: Container, engine) -> dict:
+    graph = {"Name": c.driver, "Data": None}
+    return {
+        "Id": c.id, "Created": c.created, "Path": c.path, "Args": c.args,
+        "State": {**vars(c.state), "Health": None} if c.config.get("Healthcheck") else dict(vars(c.state)),
+        "Image": c.image_id, "ResolvConfPath": c.resolv_path, "HostnamePath": c.hostname_path,
+        "HostsPath": c.hosts_path, "LogPath": c.log_path, "Name": "/" + c.name,
+        "RestartCount": c.restart_count, "Driver": c.driver, "Platform": "linux",
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+        "HostConfig": c.host_config, "GraphDriver": graph, "Mounts": _mounts(c),
+        "Config": c.config,
+        "NetworkSettings": {"SandboxID": "", "SandboxKey": "", "Ports": {}, **_network_settings(c)},
+    }
+
+
+def _one_of(values: list[str], candidate: str) -> bool:
+    return not values or candidate in values
+
+
+def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
+    """Docker's container list filters (daemon/list.go)."""
+    for key, values in filters.items():
+        if key == "id":
+            if not any(c.id.startswith(v) for v in values):
+                return False
+        elif key == "name":
+            if not any(fnmatch.fnmatchcase(c.name, f"*{v.lstrip('/')}*") or v.lstrip("/") in c.name
+                       for v in values):
+                return False
+        elif key == "status":
+            for v in values:
+                if v not in _STATUSES:
+                    raise InvalidArgument(f"invalid filter 'status={v}'")
+            if c.state.Status not in values:
+                return False
+        elif key == "exited":
+            if c.state.Status != EXITED or str(c.state.ExitCode) not in values:
+                return False
+        elif key == "label":
+            labels = c.config.get("Labels") or {}
+            for v in values:
+                k, eq, val = v.partition("=")
+                if k not in labels or (eq and labels[k] != val):
+                    return False
+        elif key == "ancestor":
+            if not any(v in (c.image_ref, c.image_id) or c.image_id.startswith("sha256:" + v)
+                       or c.image_ref.split(":")[0] == v for v in values):
+                return False
+        elif key in ("before", "since"):
+            ref = engine.containers.get(values[0])
+            if key == "before" and not c.created < ref.created:
+                return False
+            if key == "since" and not c.created > ref.created:
+                return False
+        elif key == "is-task":
+            if values[0] == "true":
+                return False
+        elif key in ("network", "volume", "publish", "expose", "health"):
+            if key == "health" and values and "none" not in values:
+                return False
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    return True
+
+
+def list_containers(engine, *, all: bool = False, limit: int = -1, filters=None,
+                    size: bool = False) -> list[dict]:
+    filters = filters or {}
+    out = []
+    for c in engine.containers.all():
+        if not all and not c.state.Running and "status" not in filters and "exited" not in filters:
+            continue
+        if not matches(c, filters, engine):
+            continue
+        s = summary(c, engine)
+        if size:
+            s["SizeRw"] = engine.containers._rw_size(c)
+            s["SizeRootFs"] = s["SizeRw"] + engine.containers._image_size(c)
+        out.append(s)
+        if limit > 0 and len(out) >= limit:
+            break
+    return out
+
+
+__all__ = ["summary", "inspect", "matches", "list_containers", "CREATED"]
