@@ -62,6 +62,7 @@ class ContainerRoutes:
             Route("POST", "/containers/{id}/update", self.update),
             Route("POST", "/containers/{id}/attach", self.attach),
             Route("POST", "/containers/{id}/resize", self.resize),
+            Route("GET", "/containers/{id}/logs", self.logs),
             Route("POST", "/commit", self.commit),
         ]
 
@@ -161,6 +162,29 @@ class ContainerRoutes:
         await relay(self.svc, c, reader, writer, stdin=_bool(q.get("stdin")),
                     stdout=_bool(q.get("stdout")), stderr=_bool(q.get("stderr")),
                     detach_keys=q.get("detachKeys"))
+        return None
+
+    async def logs(self, req) -> Response | None:
+        from dockyard.api.params import parse_timestamp
+        from dockyard.engine.logs import read_logs
+        from dockyard.http.mux import encode_frame
+
+        c = self.svc.get(req.params["id"])
+        q = req.query
+        stdout, stderr = _bool(q.get("stdout")), _bool(q.get("stderr"))
+        if not (stdout or stderr):
+            raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        tail_text = q.get("tail") or "all"
+        tail = None if tail_text == "all" else _int(tail_text, "tail")
+        since, until = parse_timestamp(q.get("since")), parse_timestamp(q.get("until"))
+        tty = bool(c.config.get("Tty"))
+        ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+        stream = await req.stream(200, ctype)
+        async for kind, data in read_logs(
+                self.svc, c, stdout=stdout, stderr=stderr, follow=_bool(q.get("follow")),
+                tail=tail, since=since / 1e9 if since else None,
+                until=until / 1e9 if until else None, timestamps=_bool(q.get("timestamps"))):
+            await stream.write(data if tty else encode_frame(1 if kind == "stdout" else 2, data))
         return None
 
     async def commit(self, req) -> Response:
