@@ -341,12 +341,15 @@ class ContainerService(ContainerOpsMixin):
             json.dump(spec, f)
         os.rename(tmp, os.path.join(bundle, "config.json"))
         log_cfg = c.host_config.get("LogConfig") or {}
-        return dict(container_id=c.id, bundle=bundle, state_dir=os.path.join(bundle, "monitor"),
+        return dict(container_id=c.id, bundle=bundle, state_dir=self._state_dir(c),
                     rootfs_mounts=[m.to_json() for m in mounts], log_path=c.log_path,
                     log_opts=dict(log_cfg.get("Config") or {}),
                     tty=bool(c.config.get("Tty")), open_stdin=bool(c.config.get("OpenStdin")),
                     stdin_once=bool(c.config.get("StdinOnce")), runtime=c.runtime,
                     runtime_root=os.path.join(self.engine.config.exec_root, "runtime"))
+
+    def _state_dir(self, c: Container) -> str:
+        return os.path.join(self.exec_dir, c.id, "monitor")
 
     @staticmethod
     def _unmount_rootfs(bundle: str) -> None:
@@ -602,8 +605,10 @@ class ContainerService(ContainerOpsMixin):
         for c in list(self._containers.values()):
             if not (c.state.Running or c.state.Restarting):
                 continue
-            handle = await self.monitors.connect(c.id)
-            if handle is not None and getattr(handle, "running", True):
+            from dockyard.engine.monitor import Status
+
+            handle = await self.monitors.connect(c.id, self._state_dir(c))
+            if handle is not None and handle.status != Status.STOPPED:
                 self._handles[c.id] = handle
                 if c.state.Restarting:
                     c.state.set_running(handle.pid)

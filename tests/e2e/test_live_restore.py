@@ -1,0 +1,87 @@
+"""Live restore: killing the daemon with SIGKILL never stops running containers; on start it
+finds them again, and exits that happened meanwhile, restart policies and a create that was
+cut short are handled."""
+
+from __future__ import annotations
+
+import json
+import signal
+import tarfile
+import threading
+import time
+
+import pytest
+
+from dockyard.testing.daemon import DockyardDaemon
+from dockyard.testing.rootfs import make_busybox_rootfs
+
+pytestmark = pytest.mark.requires("docker_cli", "busybox")
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
+    tar_path = tmp_path / "busybox.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(rootfs, arcname=".")
+    with DockyardDaemon() as d:
+        d.docker("import", "-c", 'CMD ["sh"]', str(tar_path), "busybox:latest")
+        yield d
+
+
+def _states(d) -> dict[str, dict]:
+    ids = d.docker("ps", "-aq", "--no-trunc").stdout.split()
+    if not ids:
+        return {}
+    return {c["Id"]: c["State"] for c in json.loads(d.docker("inspect", *ids).stdout)}
+
+
+def test_kill_9_with_20_running_and_one_being_created(daemon):
+    ids = [daemon.docker("run", "-d", "busybox", "sleep", "600").stdout.strip() for _ in range(20)]
+    pids = {cid: s["Pid"] for cid, s in _states(daemon).items()}
+    assert len(pids) == 20 and all(pids.values())
+
+    # a create in flight when the daemon dies
+    racer = threading.Thread(target=lambda: daemon.docker("run", "-d", "--name", "late", "busybox",
+                                                          "sleep", "600", check=False, timeout=30))
+    racer.start()
+    time.sleep(0.05)
+    daemon.kill(signal.SIGKILL)
+    racer.join(30)
+    for cid, pid in pids.items():  # the containers kept running without the daemon
+        with open(f"/proc/{pid}/stat") as f:
+            assert f.read().split()[2] in ("S", "R"), cid
+
+    daemon.start()
+    states = _states(daemon)
+    for cid in ids:
+        assert states[cid]["Status"] == "running" and states[cid]["Pid"] == pids[cid]
+    running = daemon.docker("ps", "-q", "--no-trunc").stdout.split()
+    assert set(ids) <= set(running)
+    late = [cid for cid in states if cid not in ids]
+    for cid in late:  # complete (it may have started) or cleanly gone: never half there
+        assert states[cid]["Status"] in ("created", "running", "exited")
+    # the restored containers are fully manageable again
+    daemon.docker("stop", "-t", "0", ids[0])
+    assert _states(daemon)[ids[0]]["Status"] == "exited"
+    daemon.docker("rm", "-f", *ids, *late)
+    assert daemon.docker("ps", "-aq").stdout == ""
+
+
+def test_exit_while_the_daemon_is_down_is_recorded_and_restart_policy_applies(daemon):
+    quick = daemon.docker("run", "-d", "busybox", "sh", "-c", "sleep 1; exit 4").stdout.strip()
+    always = daemon.docker("run", "-d", "--restart", "always", "busybox", "sh", "-c",
+                           "sleep 1; exit 1").stdout.strip()
+    daemon.kill(signal.SIGKILL)
+    time.sleep(2)  # both exit while nobody watches
+    daemon.start()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        states = _states(daemon)
+        info = json.loads(daemon.docker("inspect", always).stdout)[0]
+        if states[quick]["Status"] == "exited" and info["RestartCount"] >= 1:
+            break
+        time.sleep(0.2)
+    assert states[quick]["Status"] == "exited" and states[quick]["ExitCode"] == 4
+    assert info["RestartCount"] >= 1  # "always" restarted the container that died meanwhile
+    daemon.docker("rm", "-f", quick, always)
