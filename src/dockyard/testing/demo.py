@@ -1,8 +1,10 @@
-"""`make demo`: what dockyard can do today, shown step by step with its own commands.
+"""`make demo`: what dockyard can do today, shown step by step.
 
-Builds a busybox root filesystem from Debian's busybox-static, writes a bundle with
-`dockyard-runtime spec`, runs a container in the foreground, then walks one through its
-lifecycle (create, start, exec, pause, resume, kill, delete). It grows as the engine grows.
+Part 1, the engine: starts a dockyard daemon on a private socket and drives it with the real
+docker CLI: import a busybox image, run it detached, ps, stop, start, pause, unpause,
+restart, logs, commit, save, rm, rmi, load. Part 2, the runtime alone: a bundle written by
+`dockyard-runtime spec`, run in the foreground and walked through its lifecycle. It grows as
+the engine grows.
 """
 
 from __future__ import annotations
@@ -45,6 +47,50 @@ def write_config(bundle: Path, args: list[str]) -> None:
     path.write_text(json.dumps(spec, indent=2))
 
 
+def docker(env: dict, *args: str) -> None:
+    print("$ docker " + " ".join(args), flush=True)
+    proc = subprocess.run(["docker", *args], env=env, timeout=120)
+    if proc.returncode != 0:
+        raise SystemExit(f"demo failed: docker {' '.join(args)} exited {proc.returncode}")
+
+
+def engine_demo(work: Path) -> None:
+    import tarfile
+
+    from dockyard.testing.daemon import DockyardDaemon
+
+    step("the engine: a dockyard daemon, driven by the real docker CLI")
+    rootfs = make_busybox_rootfs(work / "image-rootfs")
+    tar_path = work / "busybox.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(rootfs, arcname=".")
+    with DockyardDaemon() as daemon:
+        env = daemon.env
+        print(f"(export DOCKER_HOST={daemon.docker_host} to use it from another shell)")
+        docker(env, "version", "--format", "client {{.Client.Version}}, server {{.Server.Version}} "
+               "(API {{.Server.APIVersion}})")
+        docker(env, "import", "-c", 'CMD ["sh"]', str(tar_path), "busybox:latest")
+        docker(env, "images")
+        docker(env, "run", "-d", "--name", "web", "busybox", "sh", "-c",
+               "echo serving; while true; do sleep 1; done")
+        docker(env, "ps")
+        docker(env, "stop", "-t", "1", "web")
+        docker(env, "start", "web")
+        docker(env, "pause", "web")
+        docker(env, "ps", "--format", "{{.Names}}: {{.Status}}")
+        docker(env, "unpause", "web")
+        docker(env, "restart", "-t", "1", "web")
+        docker(env, "logs", "web")
+        docker(env, "commit", "-c", 'CMD ["echo", "hello from a committed image"]', "web", "web:v2")
+        docker(env, "run", "--rm", "web:v2")
+        docker(env, "save", "-o", str(work / "web.tar"), "web:v2")
+        docker(env, "rm", "-f", "web")
+        docker(env, "rmi", "web:v2")
+        docker(env, "load", "-i", str(work / "web.tar"))
+        docker(env, "images")
+        docker(env, "run", "--rm", "web:v2")
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("the demo creates namespaces and cgroups: run it as root")
@@ -52,7 +98,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="dockyard-demo-"))
     root = str(work / "state")
     try:
-        step("a busybox root filesystem from Debian's busybox-static")
+        engine_demo(work)
+        step("the runtime alone: a busybox root filesystem from Debian's busybox-static")
         bundle = work / "bundle"
         make_busybox_rootfs(bundle / "rootfs")
         print(f"{bundle}/rootfs: {sum(1 for _ in (bundle / 'rootfs').rglob('*'))} entries")
