@@ -236,3 +236,21 @@ def test_200_concurrent_clients(daemon):
     for t in threads:
         t.join(60)
     assert errors == []
+
+
+def test_security_defaults_init_and_oom(daemon):
+    res = dk(daemon, "run", "--rm", "busybox", "sh", "-c",
+             "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status; cat /proc/kcore | wc -c")
+    assert "CapEff:\t00000000a80425fb" in res.stdout  # Docker's 14 default capabilities
+    assert "Seccomp:\t2" in res.stdout  # the default profile is loaded
+    assert res.stdout.strip().endswith("0")  # /proc/kcore is masked
+    res = dk(daemon, "run", "--rm", "--privileged", "busybox", "sh", "-c",
+             "grep CapEff /proc/self/status; grep Seccomp: /proc/self/status")
+    assert "Seccomp:\t0" in res.stdout and "CapEff:\t00000000a80425fb" not in res.stdout
+    res = dk(daemon, "run", "--rm", "--init", "busybox", "ps")
+    assert "1 root     /sbin/docker-init -- ps" in res.stdout
+    res = dk(daemon, "run", "--name", "oom", "-m", "8m", "--memory-swap", "8m", "busybox", "sh", "-c",
+             "x=a; while true; do x=$x$x$x$x; done", check=False)
+    assert res.returncode == 137
+    assert dk(daemon, "inspect", "-f", "{{.State.OOMKilled}}", "oom").stdout.strip() == "true"
+    dk(daemon, "rm", "oom")
