@@ -109,6 +109,7 @@ def test_errors_have_dockers_codes(daemon):
     res = dk(daemon, "create", "--name", "bad name", "busybox", "true", check=False)
     assert "Invalid container name" in res.stderr
     dk(daemon, "start", "dup")
+    dk(daemon, "wait", "dup")
     dk(daemon, "rm", "dup")
     cid = dk(daemon, "run", "-d", "busybox", "sleep", "60").stdout.strip()
     res = dk(daemon, "rm", cid, check=False)

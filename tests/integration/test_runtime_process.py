@@ -225,3 +225,9 @@ def test_home_of_a_passwd_that_is_a_fifo_does_not_hang(rt, bundle):
     os.mkfifo(b / "rootfs/etc/passwd")
     assert rt.ok("run", "--bundle", str(b), rt.new_id(), timeout=10).stdout == "/\n"
     assert Path(b / "rootfs/etc/passwd").is_fifo()
+
+
+def test_signal_dispositions_are_default_in_the_container(rt, bundle):
+    """Python ignores SIGPIPE/SIGXFSZ; that must not leak into the container through execve."""
+    res = rt.ok("run", "--bundle", str(bundle("grep", "SigIgn", "/proc/self/status")), rt.new_id())
+    assert res.stdout.split()[1] == "0000000000000000"

@@ -276,6 +276,8 @@ class ContainerService(ContainerOpsMixin):
             self._fail_start(c, exc)
             raise InvalidArgument(f"failed to start container: {exc}") from None
         c.state.set_running(handle.pid)
+        if handle.started_at:
+            c.state.StartedAt = handle.started_at  # the monitor's clock, as FinishedAt is
         c.has_been_started = True
         self.store.save(c)
         self._emit(c, "start")

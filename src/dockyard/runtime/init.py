@@ -195,6 +195,7 @@ def _finalize_and_exec(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
     except OSError:
         raise RuntimeError(f"cwd ({proc.cwd!r}) set in config.json is outside the container's root") from None
     exe = P.lookup_executable(proc.args[0], proc.env, proc.cwd)
+    _default_signal_dispositions()
     env = dict(e.split("=", 1) for e in proc.env)
     if "HOME" not in env:  # as runc: from the container's /etc/passwd, read as root
         env["HOME"] = P.home_dir(proc.user.uid)
@@ -257,6 +258,15 @@ def _write_time_offsets(offsets: dict) -> None:
     text = "".join(f"{clock} {o.secs} {o.nanosecs}\n" for clock, o in offsets.items())
     with open("/proc/self/timens_offsets", "w") as f:
         f.write(text)
+
+
+def _default_signal_dispositions() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve:
+    give the container's process the default actions, as any runtime written in C does."""
+    import _signal
+
+    for sig in (13, 25):  # SIGPIPE, SIGXFSZ
+        _signal.signal(sig, _signal.SIG_DFL)
 
 
 _FATAL_SIGNALS = (1, 2, 3, 6, 10, 12, 14, 15)  # HUP INT QUIT ABRT USR1 USR2 ALRM TERM

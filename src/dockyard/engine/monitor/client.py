@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 
@@ -70,6 +71,20 @@ async def _request(path: str, message: dict, timeout: float | None = REQUEST_TIM
         return P.raise_for(reply) if check else reply
     finally:
         await _close(writer)
+
+
+async def _wait_exited(pid: int, timeout: float = 10.0) -> None:
+    """Until ``pid`` has exited (a zombie counts: it holds no files or locks)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                return
+            if state in (b"Z", b"X"):
+                return
+            await asyncio.sleep(0.01)
 
 
 def read_exit(state_dir: str) -> ExitStatus | None:
@@ -186,7 +201,7 @@ class MonitorClient:
 
     def __init__(self, exec_root: str, runtime_root: str, *, python: str = sys.executable) -> None:
         self.exec_root = os.path.abspath(exec_root)
-        self.runtime_root = runtime_root
+        self.runtime_root = os.path.abspath(runtime_root)  # for requests that name none
         self.python = python
         self._starting = asyncio.Lock()
 
@@ -209,15 +224,11 @@ class MonitorClient:
     async def ensure_factory(self) -> int:
         """Make sure a factory of this protocol version serves the exec root (replacing an
         older one); its pid. Call at daemon start so the first spawn does not wait for it."""
-        try:
-            reply = await _request(self.factory_socket, {"op": "ping"})
-        except _GONE:
-            await self._start_factory()
-            reply = await _request(self.factory_socket, {"op": "ping"})
+        reply = await self._ping()
         if reply.get("version") != P.PROTOCOL_VERSION:
             await self.stop_factory()
-            await self._start_factory()
-            reply = await _request(self.factory_socket, {"op": "ping"})
+            await _wait_exited(int(reply["pid"]))  # it holds the lock until then
+            reply = await self._ping()
         return int(reply["pid"])
 
     async def stop_factory(self) -> None:
@@ -225,7 +236,17 @@ class MonitorClient:
         with contextlib.suppress(*_GONE):
             await _request(self.factory_socket, {"op": "exit"})
 
+    async def _ping(self) -> dict:
+        reader, writer = await self._factory_connection()
+        try:
+            writer.write(P.encode({"op": "ping"}))
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                return P.raise_for(await _read_message(reader))
+        finally:
+            await _close(writer)
+
     async def _factory_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the factory, started first if it is not there."""
         try:
             return await _open(self.factory_socket)
         except _GONE:
@@ -235,7 +256,11 @@ class MonitorClient:
                 return await _open(self.factory_socket)
             except _GONE:
                 await self._start_factory()
-            return await _open(self.factory_socket)
+            try:
+                return await _open(self.factory_socket)
+            except _GONE as exc:
+                raise System(f"the monitor factory does not answer on {self.factory_socket}: "
+                             f"{exc}") from None
 
     async def _start_factory(self) -> None:
         os.makedirs(self.exec_root, 0o711, exist_ok=True)
@@ -259,6 +284,8 @@ class MonitorClient:
     async def spawn(self, req: SpawnRequest) -> MonitorHandle:
         """Start a monitor for ``req``; returns once the container runs (or, with
         ``req.start`` False, is created). StartError if it does not."""
+        if not req.runtime_root:
+            req = dataclasses.replace(req, runtime_root=self.runtime_root)
         reader, writer = await self._factory_connection()
         try:
             writer.write(P.encode({"op": "spawn", "request": req.to_json()}))
@@ -297,3 +324,16 @@ class MonitorClient:
         return MonitorHandle(container_id, state_dir, pid=int(reply["pid"]),
                              monitor_pid=int(reply["monitor_pid"]), status=Status(reply["status"]),
                              started_at=reply.get("started_at", ""))
+
+    async def reclaim(self, req: SpawnRequest) -> list[str]:
+        """Clean up after a container whose monitor died without recording its exit
+        (`connect` returned None, or `wait` an ExitStatus with ``error``): kill what is left
+        of it, delete the runtime's container, unmount its root filesystem. What could not be
+        done, as warnings. Runs the monitor's own teardown in a thread: nothing is forked."""
+        from dockyard.engine.monitor import runtimes
+
+        if not req.runtime_root:
+            req = dataclasses.replace(req, runtime_root=self.runtime_root)
+        reply = await asyncio.to_thread(runtimes.teardown_container, req)
+        return list(reply.get("warnings", []))
+

@@ -33,6 +33,7 @@ import gc
 import os
 import socket
 import sys
+import time
 
 from dockyard.errdefs import InvalidArgument
 
@@ -186,8 +187,18 @@ class Factory:
         """accept, fork, wait: all the factory does per request (see the module docstring)."""
         accept, fork, waitpid, close = self.sock._accept, os.fork, os.waitpid, os.close
         while True:
-            fd, _ = accept()
-            middle = fork()
+            try:
+                fd, _ = accept()
+            except OSError as exc:  # ECONNABORTED, EMFILE: that client retries or gives up
+                _log(f"accept: {exc}")
+                time.sleep(0.1)
+                continue
+            try:
+                middle = fork()
+            except OSError as exc:  # EAGAIN, ENOMEM: the client sees the connection close
+                _log(f"fork: {exc}")
+                close(fd)
+                continue
             if middle == 0:
                 self.middle(fd)
             _, status = waitpid(middle, 0)

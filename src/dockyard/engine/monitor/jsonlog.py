@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import _json
 import os
+import stat
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -190,7 +191,10 @@ class JSONFileWriter:
         self.on_error = on_error
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        self.size = st.st_size
+        if not stat.S_ISREG(st.st_mode):  # /dev/null, a fifo: never rename or truncate it
+            self.opts = LogOptions(-1, 1, False)
         self._last_ns = 0
 
     def write(self, stream: str, data: bytes) -> None:

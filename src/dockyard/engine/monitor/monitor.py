@@ -42,7 +42,7 @@ CONTROL_READ_SIZE = 4096
 MAX_EVENTS = 64  # epoll.poll's default allocates room for 1023 events on every call
 HIGH_WATER = 1 << 20  # bytes queued for one attach client before the output is held back
 DRAIN_TIMEOUT = 5.0  # after the exit, for the output pipes to reach EOF
-FLUSH_TIMEOUT = 5.0  # then, for clients to take the rest of their output
+FLUSH_TIMEOUT = 5.0  # then, for clients to take the rest of their output (without progress)
 CONSOLE_TIMEOUT = 10.0
 _READ, _WRITE = select.EPOLLIN, select.EPOLLOUT
 _ERRORS = select.EPOLLERR | select.EPOLLHUP
@@ -179,6 +179,8 @@ class Client(Endpoint):
                 del self.out[:self.sock.send(self.out)]
             except BlockingIOError:
                 pass
+            else:
+                mon.progress()
         if mask & _READ and not self.read_eof:
             try:
                 data = self.sock.recv(CONTROL_READ_SIZE if self.attach is None else READ_SIZE)
@@ -438,6 +440,11 @@ class Monitor:
                 self.epoll.modify(fd, want)
             ep.registered = want
 
+    def progress(self) -> None:
+        """A client took output: after the exit, a slow reader that still reads is waited for."""
+        if self.phase == "flushing":
+            self.deadline = time.monotonic() + FLUSH_TIMEOUT
+
     def held_back(self) -> bool:
         return any(len(c.out) >= HIGH_WATER for c in self.attached())
 
@@ -615,7 +622,10 @@ class Monitor:
         if self.stdin is not None:
             self.drop(self.stdin)
         self.logfile.close()
-        _write_atomic(P.EXIT_FILE, jsonfast.dumps(self.exit.to_json()).encode())
+        try:
+            _write_atomic(P.EXIT_FILE, jsonfast.dumps(self.exit.to_json()).encode())
+        except OSError as exc:  # the waiters still hear it; a later connect() will not
+            log.error("%s: writing %s: %s", self.req.container_id, P.EXIT_FILE, exc)
         # no new clients: a restart of this container binds monitor.sock again right away
         self.drop(self.listener)
         _unlink(P.CONTROL_SOCKET)

@@ -200,33 +200,35 @@ class SpawnRequest:
     ``<bundle>/rootfs`` before create and unmounted after the exit (empty: the bundle's rootfs
     directory is used as it is). ``log_opts``: json-file options as Docker takes them
     (``max-size``, ``max-file``, ``compress``). ``runtime``: "dockyard" for the runtime
-    library in the monitor's own process, or the path of a runc-compatible binary.
-    ``start``: False to stop at "created" (attach and set up networking, then
-    `MonitorHandle.start`), as Docker creates a task before it starts it.
+    library (run by the monitor's helpers, no runtime binary), or the absolute path of a
+    runc-compatible binary. ``runtime_root``: its state root; empty: the client's.
+    ``start``: False to stop at "created" (attach, set up networking, then
+    `MonitorHandle.start`), as dockerd creates a task before it starts it.
     """
 
     container_id: str
     bundle: str
     state_dir: str
+    rootfs_mounts: list[dict]
     log_path: str
-    rootfs_mounts: list[dict] = field(default_factory=list)
     log_opts: dict = field(default_factory=dict)
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool = False
     runtime: str = "dockyard"
-    runtime_root: str = "/run/dockyard/runtime"
+    runtime_root: str = ""
     start: bool = True
 
     def to_json(self) -> dict:
         return {"container_id": self.container_id, "bundle": self.bundle,
-                "state_dir": self.state_dir, "log_path": self.log_path,
-                "rootfs_mounts": list(self.rootfs_mounts), "log_opts": dict(self.log_opts),
-                "tty": self.tty, "open_stdin": self.open_stdin, "stdin_once": self.stdin_once,
+                "state_dir": self.state_dir, "rootfs_mounts": list(self.rootfs_mounts),
+                "log_path": self.log_path, "log_opts": dict(self.log_opts), "tty": self.tty,
+                "open_stdin": self.open_stdin, "stdin_once": self.stdin_once,
                 "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start}
 
     @classmethod
     def from_json(cls, data: object) -> "SpawnRequest":
+        """Parse and validate; every path must be absolute (``runtime_root`` filled in)."""
         if not isinstance(data, dict):
             raise InvalidArgument("spawn request: not a JSON object")
         mounts = data.get("rootfs_mounts") or []
@@ -236,12 +238,13 @@ class SpawnRequest:
         if not isinstance(opts, dict):
             raise InvalidArgument("spawn request: log_opts must be an object")
         req = cls(container_id=_str(data, "container_id"), bundle=_str(data, "bundle"),
-                  state_dir=_str(data, "state_dir"), log_path=_str(data, "log_path"),
-                  rootfs_mounts=mounts, log_opts={str(k): str(v) for k, v in opts.items()},
+                  state_dir=_str(data, "state_dir"), rootfs_mounts=mounts,
+                  log_path=_str(data, "log_path"),
+                  log_opts={str(k): str(v) for k, v in opts.items()},
                   tty=_bool(data, "tty"), open_stdin=_bool(data, "open_stdin"),
                   stdin_once=_bool(data, "stdin_once"),
                   runtime=_str(data, "runtime", "dockyard"),
-                  runtime_root=_str(data, "runtime_root", cls.runtime_root),
+                  runtime_root=_str(data, "runtime_root", ""),
                   start=data.get("start", True) is not False)
         for key in ("bundle", "state_dir", "log_path", "runtime_root"):
             if not getattr(req, key).startswith("/"):

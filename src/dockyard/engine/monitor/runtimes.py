@@ -30,9 +30,18 @@ _SIGPIPE, _SIGXFSZ = 13, 25
 
 def in_child(fn, *args) -> dict:
     """``fn(*args)`` (a reply dict) computed in a forked child; an exception becomes an
-    error reply. Blocks until the child has answered and exited."""
-    r, w = os.pipe()
-    pid = os.fork()
+    error reply, and so does a failure to fork: this never raises. Blocks until the child
+    has answered and exited."""
+    try:
+        r, w = os.pipe()
+    except OSError as exc:
+        return P.error_reply(exc)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(r)
+        os.close(w)
+        return P.error_reply(exc)
     if pid == 0:
         try:
             os.close(r)
@@ -130,11 +139,14 @@ class ExternalRuntime:
         return ""
 
     def create(self, cid: str, bundle: str, console: str | None) -> int:
+        _unlink(self.log_path)  # its last error must be this run's
         extra = ["--console-socket", console] if console else []
         self.run("create", "--bundle", bundle, "--pid-file", self.pid_file, *extra, cid,
                  own_stdio=True)
         with open(self.pid_file) as f:
-            return int(f.read().strip())
+            pid = int(f.read().strip())
+        _unlink(self.pid_file)
+        return pid
 
     def start(self, cid: str) -> None:
         self.run("start", cid)
@@ -150,6 +162,14 @@ class ExternalRuntime:
 
     def delete(self, cid: str) -> None:
         self.run("delete", "--force", cid)
+        _unlink(self.log_path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def runtime_for(req: P.SpawnRequest):
