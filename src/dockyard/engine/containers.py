@@ -95,6 +95,7 @@ class ContainerService(ContainerOpsMixin):
         self._tasks: set[asyncio.Task] = set()
         self._backoff: dict[str, float] = {}
         self._attach_waiters: dict[str, list[tuple[asyncio.Future, asyncio.Event]]] = {}
+        self._reserved_names: set[str] = set()
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -157,14 +158,31 @@ class ContainerService(ContainerOpsMixin):
         ocispec.validate_host_config(host_config, config)
         RestartPolicy.parse(host_config.get("RestartPolicy"), host_config.get("AutoRemove", False))
         runtime = self.engine.config.runtime_path(host_config.get("Runtime") or None)
+        name = self._reserve_name(name)
+        try:
+            return await self._create(config, host_config, image, image_ref, runtime, name)
+        finally:
+            self._reserved_names.discard(name)
+
+    def _reserve_name(self, name: str | None) -> str:
+        """Hold a name for a create in flight, as dockerd reserves it before any I/O."""
+        taken = lambda n: n in self._reserved_names or self.store.name_taken(n) is not None  # noqa: E731
         if name:
             name = check_name(name)
-            if (other := self.store.name_taken(name)) is not None:
+            if taken(name):
+                other = self.store.name_taken(name) or "(being created)"
                 raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                                f'"{other}". You have to remove (or rename) that container to be able '
                                "to reuse that name.")
         else:
-            name = cnames.generate(lambda n: self.store.name_taken(n) is not None)
+            name = cnames.generate(taken)
+        self._reserved_names.add(name)
+        return name
+
+    async def _create(self, config: dict, host_config: dict, image, image_ref: str, runtime: str,
+                      name: str) -> tuple[Container, list[str]]:
+        from dockyard.engine import ocispec
+
         from dockyard.spec.codec import to_json
 
         image_cfg = to_json(image.config.config) if image.config.config else {}

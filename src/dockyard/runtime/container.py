@@ -243,12 +243,18 @@ class Runtime(ControlMixin):
                 os.close(fd)
         chan = _Parent(p_r, p_w)
         pid = 0
+        # Stage 2 writes to the same pipe as stage 1: its "hooks"/"ready" may arrive before
+        # stage 1's "pid" when stage 1 is descheduled after its fork. Hold them until then.
+        deferred: list[str] = []
         try:
             while True:
-                msg = chan.recv()
+                msg = deferred.pop(0) if pid and deferred else chan.recv()
                 if msg is None:
                     raise InitError("container init exited before it was ready")
                 kind, _, arg = msg.partition(" ")
+                if kind in ("hooks", "ready") and not pid:
+                    deferred.append(msg)
+                    continue
                 if kind == "userns":
                     self._write_id_maps(first, cfg.spec)
                     chan.ok()

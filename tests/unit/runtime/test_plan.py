@@ -103,3 +103,41 @@ def test_pivot_and_no_pivot(tmp_path):
         assert fake.calls[0][4] == S.MS_MOVE
     finally:
         os.chdir(cwd)
+
+
+def test_spawn_holds_stage2_messages_until_stage1_reports_the_pid(monkeypatch):
+    """Stage 2's "ready" can overtake stage 1's "pid" on the shared pipe (seen under load)."""
+    from dockyard.runtime import container as C
+
+    msgs = iter(["hooks", "ready", "pid 4242"])
+    oks = []
+
+    class FakeChan:
+        def __init__(self, *a):
+            pass
+
+        def recv(self):
+            return next(msgs)
+
+        def ok(self):
+            oks.append(True)
+
+        def close(self):
+            pass
+
+    hooks_pids = []
+    monkeypatch.setattr(C, "_Parent", FakeChan)
+    monkeypatch.setattr(C.os, "fork", lambda: 1)
+    monkeypatch.setattr(C.os, "waitpid", lambda *a: (1, 0))
+    rt = C.Runtime("/nonexistent", sys=RecordingSyscalls())
+    monkeypatch.setattr(rt, "_create_runtime_hooks", lambda spec, state, pid: hooks_pids.append(pid))
+
+    class Cfg:
+        console_fd = notify_fd = None
+        spec = None
+
+        class process:
+            oom_score_adj = None
+
+    assert rt._spawn(Cfg, {}) == 4242
+    assert hooks_pids == [4242] and oks == [True]
