@@ -17,7 +17,8 @@ from dockyard.runtime import plan, state as st
 from dockyard.runtime.control import ControlMixin
 from dockyard.runtime.hooks import run_hooks
 from dockyard.runtime.init import Channel, InitConfig, stage1
-from dockyard.spec.runtime import Process, Spec, load_spec
+from dockyard.spec.codec import from_json
+from dockyard.spec.runtime import Hooks, Process, Spec, load_spec
 
 _SIGKILL = 9
 
@@ -102,10 +103,23 @@ class Runtime(ControlMixin):
     # -- helpers ------------------------------------------------------------------------------
 
     def _cgroup(self, spec: Spec, container_id: str):
+        path = spec.linux.cgroups_path if spec.linux else None
+        return self._cgroup_at(path, container_id)
+
+    def _cgroup_at(self, path: str | None, container_id: str):
         from dockyard.runtime.cgroups import cgroup_manager
 
-        path = spec.linux.cgroups_path if spec.linux else None
         return cgroup_manager(path, container_id, root=self.cgroup_root)
+
+    def _state_cgroup(self, state: dict):
+        """The cgroup of a saved container, without decoding its whole spec (the verbs after
+        create need only this and the hooks; the seccomp profile alone is hundreds of rules)."""
+        return self._cgroup_at((state["spec"].get("linux") or {}).get("cgroupsPath"), state["id"])
+
+    @staticmethod
+    def _state_hooks(state: dict) -> Hooks | None:
+        raw = state["spec"].get("hooks")
+        return from_json(Hooks, raw, "hooks") if raw else None
 
     def _load(self, container_id: str) -> tuple[st.ContainerDir, dict]:
         cdir = st.ContainerDir(self.root, container_id)
@@ -120,7 +134,7 @@ class Runtime(ControlMixin):
 
     def _frozen(self, state: dict) -> bool:
         try:
-            return self._cgroup(Spec.from_json(state["spec"]), state["id"]).frozen()
+            return self._state_cgroup(state).frozen()
         except OSError:
             return False
 
@@ -316,7 +330,7 @@ class Runtime(ControlMixin):
             finally:
                 os.close(fd)
             os.unlink(cdir.fifo)
-            hooks = Spec.from_json(state["spec"]).hooks
+            hooks = self._state_hooks(state)
             if hooks and hooks.poststart:
                 run_hooks(hooks.poststart, self.oci_state(state, st.RUNNING), "poststart",
                           fatal=False, warn=lambda m: self.log("warning", m))
@@ -345,7 +359,7 @@ class Runtime(ControlMixin):
         if status == st.STOPPED:
             raise Conflict("container not running")
         if all_processes:
-            cg = self._cgroup(Spec.from_json(state["spec"]), container_id)
+            cg = self._state_cgroup(state)
             for pid in cg.pids():
                 try:
                     os.kill(pid, sig)
@@ -355,7 +369,7 @@ class Runtime(ControlMixin):
             os.kill(state["pid"], sig)
         if status == st.PAUSED and sig == _SIGKILL:
             # a task in a v1-frozen cgroup cannot die until thawed (runc thaws for SIGKILL too)
-            self._cgroup(Spec.from_json(state["spec"]), container_id).thaw()
+            self._state_cgroup(state).thaw()
 
     def delete(self, container_id: str, force: bool = False) -> None:
         cdir = st.ContainerDir(self.root, container_id)
@@ -371,8 +385,8 @@ class Runtime(ControlMixin):
             raise
         cdir.lock()
         try:
-            spec = Spec.from_json(state["spec"])
-            cg = self._cgroup(spec, container_id)
+            hooks = self._state_hooks(state)
+            cg = self._state_cgroup(state)
             status = self._status(state)
             if status in (st.RUNNING, st.PAUSED) and not force:
                 raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
@@ -381,8 +395,8 @@ class Runtime(ControlMixin):
             else:
                 self._kill_leftovers(cg)
             cg.destroy()
-            if spec.hooks and spec.hooks.poststop:
-                run_hooks(spec.hooks.poststop, self.oci_state(state, st.STOPPED), "poststop",
+            if hooks and hooks.poststop:
+                run_hooks(hooks.poststop, self.oci_state(state, st.STOPPED), "poststop",
                           fatal=False, warn=lambda m: self.log("warning", m))
             cdir.remove()
         finally:

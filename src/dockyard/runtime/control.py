@@ -28,7 +28,7 @@ class ControlMixin:
         status = self._status(state)
         if status == st.STOPPED:
             raise Conflict(f"cannot {verb} a container that is not running")
-        return cdir, state, status, self._cgroup(Spec.from_json(state["spec"]), container_id)
+        return cdir, state, status, self._state_cgroup(state)
 
     def pause(self, container_id: str) -> None:
         _, _, status, cg = self._running_cgroup(container_id, "pause")
@@ -44,7 +44,7 @@ class ControlMixin:
 
     def pids(self, container_id: str) -> list[int]:
         _, state = self._load(container_id)
-        return self._cgroup(Spec.from_json(state["spec"]), container_id).pids()
+        return self._state_cgroup(state).pids()
 
     def update(self, container_id: str, resources: LinuxResources) -> None:
         cdir, state, _status, cg = self._running_cgroup(container_id, "update")
@@ -65,7 +65,7 @@ class ControlMixin:
         _, state = self._load(container_id)
         if self._status(state) == st.STOPPED:
             raise Conflict(f"container with id {container_id} is not running")
-        cg = self._cgroup(Spec.from_json(state["spec"]), container_id)
+        cg = self._state_cgroup(state)
         return {"type": "stats", "id": container_id, "data": cg.stats()}
 
     def events(self, container_id: str, interval: float, out, stats_once: bool = False) -> None:
@@ -77,7 +77,7 @@ class ControlMixin:
         _, state = self._load(container_id)
         if self._status(state) == st.STOPPED:  # runc: an error, not an empty stream
             raise Conflict(f"container with id {container_id} is not running")
-        cg = self._cgroup(Spec.from_json(state["spec"]), container_id)
+        cg = self._state_cgroup(state)
         ooms = cg.oom_kill_count()
         while self._status(state) != st.STOPPED:
             now = cg.oom_kill_count()
