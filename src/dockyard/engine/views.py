@@ -59,8 +59,9 @@ def inspect(c: Container, engine) -> dict:
     }
 
 
-def _one_of(values: list[str], candidate: str) -> bool:
-    return not values or candidate in values
+def _port_key(value: str) -> str:
+    """"80" -> "80/tcp", as Docker's port filters read them."""
+    return value if "/" in value else f"{value}/tcp"
 
 
 def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
@@ -101,8 +102,28 @@ def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
         elif key == "is-task":
             if values[0] == "true":
                 return False
-        elif key in ("network", "volume", "publish", "expose", "health"):
-            if key == "health" and values and "none" not in values:
+        elif key == "network":
+            mode = c.host_config.get("NetworkMode") or "default"
+            if not any(v in (mode, "bridge" if mode == "default" else mode) for v in values):
+                return False
+        elif key == "volume":
+            mounts = _mounts(c)
+            if not any(v in (m["Source"], m["Destination"]) for m in mounts for v in values):
+                return False
+        elif key == "expose":
+            exposed = set(c.config.get("ExposedPorts") or {})
+            if not any(_port_key(v) in exposed for v in values):
+                return False
+        elif key == "publish":
+            published = set(c.host_config.get("PortBindings") or {})
+            if not any(_port_key(v) in published for v in values):
+                return False
+        elif key == "health":
+            # no health checks run yet (issue 5): every container's health is "none"
+            for v in values:
+                if v not in ("starting", "healthy", "unhealthy", "none"):
+                    raise InvalidArgument(f"Unrecognised filter value for health: {v}")
+            if "none" not in values:
                 return False
         else:
             raise InvalidArgument(f"invalid filter '{key}'")

@@ -129,3 +129,16 @@ def test_filters():
         matches(c, {"status": ["sleeping"]})
     with pytest.raises(InvalidArgument):
         matches(c, {"colour": ["red"]})
+
+
+def test_network_volume_port_filters():
+    c = make(config={"ExposedPorts": {"80/tcp": {}}},
+             host_config={"NetworkMode": "none", "Binds": ["/srv:/data:ro"],
+                          "PortBindings": {"443/tcp": [{"HostPort": "8443"}]}})
+    assert matches(c, {"network": ["none"]}) and not matches(c, {"network": ["bridge"]})
+    assert matches(c, {"volume": ["/data"]}) and matches(c, {"volume": ["/srv"]})
+    assert not matches(c, {"volume": ["/other"]})
+    assert matches(c, {"expose": ["80"]}) and not matches(c, {"expose": ["81/tcp"]})
+    assert matches(c, {"publish": ["443/tcp"]}) and not matches(c, {"publish": ["80"]})
+    assert matches(c, {"health": ["none"]}) and not matches(c, {"health": ["healthy"]})
+    assert matches(make(), {"network": ["bridge"]})  # the default network mode
