@@ -7,19 +7,12 @@ prints ("busybox" for "docker.io/library/busybox").
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_ALNUM = r"[a-z0-9]+"
-_SEP = r"(?:[._]|__|[-]+)"
-_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEP}{_ALNUM})*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_REFERENCE = re.compile(rf"((?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-                        rf"(?::({_TAG}))?(?:@({_DIGEST}))?")
-DEFAULT_DOMAIN = "docker.io"
+from dockyard.errdefs import InvalidArgument
+from dockyard.spec import reference as _ref
+
+DEFAULT_DOMAIN = _ref.DEFAULT_DOMAIN
 
 
 class ReferenceError(ValueError):
@@ -28,6 +21,8 @@ class ReferenceError(ValueError):
 
 @dataclass(frozen=True)
 class Reference:
+    """The parts of a reference as the CLI prints them ("" for an absent tag or digest)."""
+
     domain: str
     path: str
     tag: str = ""
@@ -46,39 +41,13 @@ class Reference:
         return out
 
 
-def split_domain(name: str) -> tuple[str, str]:
-    first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
-        domain, path = first, rest
-    else:
-        domain, path = DEFAULT_DOMAIN, name
-    if domain in ("index.docker.io",):
-        domain = DEFAULT_DOMAIN
-    if domain == DEFAULT_DOMAIN and "/" not in path:
-        path = "library/" + path
-    return domain, path
-
-
 def parse_reference(ref: str) -> Reference:
-    """reference.ParseNormalizedNamed (plus the tag and digest)."""
-    if not ref:
-        raise ReferenceError("invalid reference format")
-    if re.fullmatch(r"[a-f0-9]{64}", ref):
-        raise ReferenceError(f"invalid repository name ({ref}), cannot specify 64-byte "
-                             "hexadecimal strings")
-    match = _REFERENCE.fullmatch(ref)
-    if match is None:
-        lowered = _REFERENCE.fullmatch(ref.lower())
-        if lowered is not None:
-            name = split_reference(ref)[0]
-            raise ReferenceError(f"invalid reference format: repository name "
-                                 f"({split_domain(name)[1]}) must be lowercase")
-        raise ReferenceError("invalid reference format")
-    name, tag, digest = match[1], match[2] or "", match[3] or ""
-    if len(name) > 255:
-        raise ReferenceError("repository name must not be more than 255 characters")
-    domain, path = split_domain(name)
-    return Reference(domain, path, tag, digest)
+    """reference.ParseNormalizedNamed (plus the tag and digest), from spec.reference."""
+    try:
+        r = _ref.parse_normalized_named(ref)
+    except InvalidArgument as exc:
+        raise ReferenceError(str(exc)) from None
+    return Reference(r.domain, r.path, r.tag or "", str(r.digest) if r.digest else "")
 
 
 def split_reference(ref: str) -> tuple[str, str, str]:

@@ -7,6 +7,8 @@ built by the daemon from the same function) and Go's ``time.Time.String()`` layo
 
 from __future__ import annotations
 
+from dockyard.spec.humanize import human_duration  # noqa: F401  (re-exported)
+
 import datetime as _dt
 import math
 import re
@@ -102,34 +104,6 @@ def mem_bytes(text: str) -> int:
 def mem_swap_bytes(text: str) -> int:
     """opts.MemSwapBytes: like MemBytes but "-1" means unlimited swap."""
     return -1 if text == "-1" else ram_in_bytes(text)
-
-
-def human_duration(seconds: float) -> str:
-    """units.HumanDuration for a duration in seconds."""
-    secs = int(seconds)
-    if secs < 1:
-        return "Less than a second"
-    if secs == 1:
-        return "1 second"
-    if secs < 60:
-        return f"{secs} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def go_time_string(unix_seconds: int, tz: _dt.tzinfo | None = None) -> str:
