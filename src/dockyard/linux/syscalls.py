@@ -79,6 +79,7 @@ _SYS_CAPGET = 125
 _SYS_CAPSET = 126
 _SYS_KEYCTL = 250
 _SYS_CLOSE_RANGE = 436
+_SYS_RT_SIGACTION = 13
 KEYCTL_JOIN_SESSION_KEYRING = 1
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -182,6 +183,12 @@ class Syscalls:
     def close_range(self, first: int, last: int = 0xFFFFFFFF) -> None:
         if _lib().syscall(_SYS_CLOSE_RANGE, first, ctypes.c_uint(last), 0) < 0:
             os.closerange(first, min(last, 65535) + 1)
+
+    def default_signal_action(self, sig: int) -> None:
+        """rt_sigaction(sig, SIG_DFL) straight to the kernel: glibc refuses the signals it
+        reserves (32, 33), yet an ignored one would stay ignored across execve."""
+        act = (ctypes.c_ulong * 4)()  # handler SIG_DFL, flags, restorer, mask: all zero
+        _check(_lib().syscall(_SYS_RT_SIGACTION, sig, act, None, 8), f"rt_sigaction {sig}")
 
     def mknod(self, path: str, mode: int, device: int) -> None:
         os.mknod(path, mode, device)

@@ -261,12 +261,24 @@ def _write_time_offsets(offsets: dict) -> None:
 
 
 def _default_signal_dispositions() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve:
-    give the container's process the default actions, as any runtime written in C does."""
+    """An ignored signal stays ignored across execve: Python ignores SIGPIPE and SIGXFSZ, and
+    whoever called the runtime may have ignored others. The container's process starts with
+    every signal at its default action."""
     import _signal
 
-    for sig in (13, 25):  # SIGPIPE, SIGXFSZ
-        _signal.signal(sig, _signal.SIG_DFL)
+    for sig in range(1, 65):
+        if sig in (9, 19):  # SIGKILL, SIGSTOP cannot be changed
+            continue
+        try:
+            if _signal.getsignal(sig) is not _signal.SIG_DFL:
+                _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    for sig in (32, 33):  # reserved by glibc: Python cannot see or change them
+        try:
+            S.SYS.default_signal_action(sig)
+        except OSError:
+            pass
 
 
 _FATAL_SIGNALS = (1, 2, 3, 6, 10, 12, 14, 15)  # HUP INT QUIT ABRT USR1 USR2 ALRM TERM
