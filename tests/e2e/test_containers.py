@@ -84,6 +84,9 @@ def test_detached_lifecycle(daemon):
     assert dk(daemon, "inspect", "-f", "{{.HostConfig.Memory}}", "life2").stdout.strip() == str(64 << 20)
     pid = dk(daemon, "inspect", "-f", "{{.State.Pid}}", "life2").stdout.strip()
     assert _memory_limit(pid) == 64 << 20  # the kernel has it, not only the record
+    dk(daemon, "update", "--pids-limit", "50", "life2")  # the CLI sends zeros for the rest
+    assert dk(daemon, "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+              "life2").stdout.split() == [str(64 << 20), "50"]
     dk(daemon, "kill", "life2")
     assert dk(daemon, "wait", "life2").stdout.strip() == "137"
     dk(daemon, "rm", "life2")
@@ -117,6 +120,8 @@ def test_errors_have_dockers_codes(daemon):
     res = dk(daemon, "unpause", cid, check=False)
     assert "is not paused" in res.stderr
     dk(daemon, "rm", "-f", cid)
+    res = dk(daemon, "create", "--network", "container:other", "busybox", "true", check=False)
+    assert res.returncode != 0 and "not supported" in res.stderr
 
 
 def test_raw_api_bad_input(daemon):

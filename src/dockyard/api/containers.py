@@ -193,7 +193,7 @@ class ContainerRoutes:
         container = q.get("container")
         if not container:
             raise InvalidArgument("container is required")
-        changes = q.getall("changes") if hasattr(q, "getall") else [q.get("changes")]
+        changes = q.get_all("changes")
         image_id = await self.svc.commit(
             container, repo=q.get("repo") or "", tag=q.get("tag") or "", comment=q.get("comment") or "",
             author=q.get("author") or "", pause=_bool(q.get("pause"), True),

@@ -18,62 +18,26 @@ import secrets
 import shutil
 import time
 
-from dockyard.errdefs import Conflict, InvalidArgument, NotFound, NotModified
+from dockyard.errdefs import Conflict, InvalidArgument, NotFound, NotModified, System
 from dockyard.engine import names as cnames
 from dockyard.engine.container import (CREATED, DEAD, EXITED, REMOVING, Container, check_name,
-                                       now_rfc3339, parse_rfc3339)
+                                       parse_rfc3339)
 from dockyard.engine.cstore import ContainerStore
 from dockyard.engine.operations import ContainerOpsMixin
 from dockyard.engine.restart import RestartPolicy
 
 log = logging.getLogger(__name__)
 
-_SIGNUMS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGKILL": 9, "SIGUSR1": 10, "SIGUSR2": 12,
-            "SIGTERM": 15, "SIGSTOP": 19, "SIGCONT": 18, "SIGWINCH": 28, "SIGPWR": 30}
-
-
 def parse_signal(value: str | int | None, default: int = 15) -> int:
+    """A signal given by number or name (KILL, SIGKILL, RTMIN+3), or ``default`` if empty."""
+    from dockyard.runtime.signals import parse_signal as parse
+
     if value in (None, ""):
         return default
-    if isinstance(value, int) or str(value).isdigit():
-        num = int(value)
-    else:
-        name = str(value).upper()
-        num = _SIGNUMS.get(name if name.startswith("SIG") else "SIG" + name, 0)
-    if not 0 < num <= 64:
-        raise InvalidArgument(f"Invalid signal: {value}")
-    return num
-
-
-def merge_image_config(config: dict, image_config: dict) -> dict:
-    """Docker's merge of the image's config into a create request (daemon/create.go merge)."""
-    out = dict(config)
-    if not out.get("User"):
-        out["User"] = image_config.get("User", "") or ""
-    if image_config.get("ExposedPorts"):
-        out["ExposedPorts"] = {**image_config["ExposedPorts"], **(out.get("ExposedPorts") or {})}
-    image_env = image_config.get("Env") or []
-    if not out.get("Env"):
-        out["Env"] = list(image_env)
-    else:
-        keys = {e.split("=", 1)[0] for e in out["Env"]}
-        out["Env"] = list(out["Env"]) + [e for e in image_env if e.split("=", 1)[0] not in keys]
-    if image_config.get("Labels"):
-        out["Labels"] = {**image_config["Labels"], **(out.get("Labels") or {})}
-    if not out.get("Entrypoint"):
-        if not out.get("Cmd"):
-            out["Cmd"] = image_config.get("Cmd")
-        if out.get("Entrypoint") is None:
-            out["Entrypoint"] = image_config.get("Entrypoint")
-    if not out.get("WorkingDir"):
-        out["WorkingDir"] = image_config.get("WorkingDir", "") or ""
-    if image_config.get("Volumes"):
-        out["Volumes"] = {**image_config["Volumes"], **(out.get("Volumes") or {})}
-    if not out.get("StopSignal") and image_config.get("StopSignal"):
-        out["StopSignal"] = image_config["StopSignal"]
-    if not out.get("Healthcheck") and image_config.get("Healthcheck"):
-        out["Healthcheck"] = image_config["Healthcheck"]
-    return out
+    try:
+        return parse(str(value))
+    except InvalidArgument:
+        raise InvalidArgument(f"Invalid signal: {value}") from None
 
 
 class ContainerService(ContainerOpsMixin):
@@ -156,6 +120,7 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine import ocispec
 
         ocispec.validate_host_config(host_config, config)
+        _refuse_unsupported_modes(host_config)
         RestartPolicy.parse(host_config.get("RestartPolicy"), host_config.get("AutoRemove", False))
         runtime = self.engine.config.runtime_path(host_config.get("Runtime") or None)
         name = self._reserve_name(name)
@@ -183,10 +148,7 @@ class ContainerService(ContainerOpsMixin):
                       name: str) -> tuple[Container, list[str]]:
         from dockyard.engine import ocispec
 
-        from dockyard.spec.codec import to_json
-
-        image_cfg = to_json(image.config.config) if image.config.config else {}
-        config = merge_image_config(config, image_cfg)
+        config = ocispec.merge_config(config, image.config)
         config["Image"] = image_ref
         args, _env, _cwd = ocispec.resolve_process(config, None)
         cid = secrets.token_hex(32)
@@ -284,7 +246,7 @@ class ContainerService(ContainerOpsMixin):
             handle = await self.monitors.spawn(SpawnRequest(**req, start=False))
         except StartError as exc:
             self._fail_start(c, exc)
-            raise InvalidArgument(f"failed to create task for container: {exc}") from None
+            raise _start_error("failed to create task for container", exc) from None
         self._handles[c.id] = handle
         await self._connect_waiting_attaches(c, handle)
         try:
@@ -292,7 +254,7 @@ class ContainerService(ContainerOpsMixin):
         except StartError as exc:
             self._handles.pop(c.id, None)
             self._fail_start(c, exc)
-            raise InvalidArgument(f"failed to start container: {exc}") from None
+            raise _start_error("failed to start container", exc) from None
         c.state.set_running(handle.pid)
         if handle.started_at:
             c.state.StartedAt = handle.started_at  # the monitor's clock, as FinishedAt is
@@ -338,11 +300,10 @@ class ContainerService(ContainerOpsMixin):
         os.makedirs(rootfs, mode=0o711, exist_ok=True)
         self._unmount_rootfs(bundle)  # a leftover from a crash
         mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
-        # names in User/GroupAdd are looked up in the image's /etc/passwd and /etc/group: only
-        # then is the rootfs needed here (the monitor mounts it for the container itself)
-        needs_rootfs = _names_to_resolve(c.config.get("User"), c.host_config.get("GroupAdd"))
-        if needs_rootfs:
-            mount_all(mounts, rootfs)
+        # the user's gid and supplementary groups come from the image's /etc/passwd and
+        # /etc/group (as dockerd reads them); the monitor mounts the rootfs again for the
+        # container itself
+        mount_all(mounts, rootfs)
         try:
             cfg = self.engine.config
             spec = ocispec.container_spec(
@@ -354,8 +315,7 @@ class ContainerService(ContainerOpsMixin):
                            "/etc/resolv.conf": c.resolv_path},
                 init_path=cfg.init_path)
         finally:
-            if needs_rootfs:
-                self._unmount_rootfs(bundle)
+            self._unmount_rootfs(bundle)
         tmp = os.path.join(bundle, ".config.json.tmp")
         with open(tmp, "w") as f:
             json.dump(spec, f)
@@ -459,12 +419,13 @@ class ContainerService(ContainerOpsMixin):
         if c.state.Paused:
             await handle.resume()
         await handle.kill(sig, all=False)
-        if timeout < 0 or not await self._wait_exit(c, cond, timeout):
+        if not await self._wait_exit(c, cond, timeout):  # a negative timeout waits for ever
             try:
                 await handle.kill(9, all=True)
             except (NotFound, Conflict):
                 pass
-            await self._wait_exit(c, cond, 30)
+            if not await self._wait_exit(c, cond, 30):
+                raise System(f"container {c.id} did not exit 30 s after SIGKILL")
         self._emit(c, "stop")
 
     async def _wait_exit(self, c: Container, cond: asyncio.Condition, timeout: float) -> bool:
@@ -533,8 +494,15 @@ class ContainerService(ContainerOpsMixin):
             c.manually_stopped = True
             await self._stop(c, 0, "SIGKILL")
         c.manually_stopped = True
-        c.state.Status = REMOVING
-        await asyncio.to_thread(self._discard_files, c)
+        previous, c.state.Status = c.state.Status, REMOVING
+        try:
+            await asyncio.to_thread(self._discard_files, c)
+        except BaseException:
+            c.state.Status = previous
+            raise
+        for fut, _connected in self._attach_waiters.pop(c.id, []):
+            if not fut.done():
+                fut.set_exception(NotFound(f"No such container: {c.id}"))
         self.store.remove(c.id)
         self._containers.pop(c.id, None)
         self._emit(c, "destroy")
@@ -557,10 +525,15 @@ class ContainerService(ContainerOpsMixin):
         c = self.get(ref)
         from dockyard.engine import ocispec
 
-        merged = {**c.host_config, **{k: v for k, v in body.items() if v is not None}}
+        # the CLI sends every resource field, zero for "not given" (dockerd's update applies
+        # only non-zero values, and a restart policy only when it has a name)
+        given = {k: v for k, v in body.items() if v not in (None, 0, "", [], {})}
+        if not (body.get("RestartPolicy") or {}).get("Name"):
+            given.pop("RestartPolicy", None)
+        merged = {**c.host_config, **given}
         ocispec.validate_host_config(merged, c.config, update=True)
-        if "RestartPolicy" in body:
-            RestartPolicy.parse(body["RestartPolicy"], merged.get("AutoRemove"))
+        if "RestartPolicy" in given:
+            RestartPolicy.parse(given["RestartPolicy"], merged.get("AutoRemove"))
         if c.state.Running:
             resources = ocispec.container_resources(merged)
             from dockyard.runtime.container import Runtime
@@ -667,15 +640,26 @@ class ContainerService(ContainerOpsMixin):
 
 
 
-def _names_to_resolve(user: str | None, group_add) -> bool:
-    """Whether a user or group is given by name (looked up in the container's files)."""
-    parts = (user or "").split(":") + [str(g) for g in group_add or ()]
-    return any(p and not p.isdigit() for p in parts)
-
-
 def _read_text(path: str) -> str:
     try:
         with open(path) as f:
             return f.read()
     except OSError:
         return ""
+
+
+def _start_error(what: str, exc) -> Exception:
+    """A command that is missing or not executable is the request's fault (400, and the CLI's
+    126/127); any other start failure is ours (500), as dockerd answers."""
+    cls = InvalidArgument if exc.exit_code in (126, 127) else System
+    return cls(f"{what}: {exc}")
+
+
+def _refuse_unsupported_modes(host_config: dict) -> None:
+    """Namespaces shared with another container, and a shareable /dev/shm, need the engine to
+    hand the spec their paths; until it does they are refused here, not failed at start."""
+    for key in ("NetworkMode", "IpcMode", "PidMode", "UTSMode"):
+        if str(host_config.get(key) or "").startswith("container:"):
+            raise InvalidArgument(f"{key} container:<name|id> is not supported by this daemon yet")
+    if host_config.get("IpcMode") == "shareable":
+        raise InvalidArgument("IpcMode shareable is not supported by this daemon yet")

@@ -5,7 +5,8 @@ import pytest
 from dockyard.errdefs import InvalidArgument
 from dockyard.engine import names
 from dockyard.engine.container import Container, check_name, human_duration, now_rfc3339, parse_rfc3339
-from dockyard.engine.containers import merge_image_config, parse_signal
+from dockyard.engine.containers import parse_signal
+from dockyard.engine.ocispec import merge_config
 from dockyard.engine.restart import RestartPolicy
 from dockyard.engine.views import matches
 
@@ -100,20 +101,8 @@ def test_backoff_doubles_and_resets():
     assert RestartPolicy.next_delay(d, 11) == 0.1
 
 
-def test_merge_image_config_as_docker():
-    image = {"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "Entrypoint": None, "WorkingDir": "/w",
-             "Labels": {"x": "1"}, "ExposedPorts": {"80/tcp": {}}, "User": "nobody"}
-    out = merge_image_config({"Env": ["A=2"], "Labels": {"y": "2"}}, image)
-    assert out["Env"] == ["A=2", "PATH=/bin"]
-    assert out["Cmd"] == ["sh"] and out["WorkingDir"] == "/w" and out["User"] == "nobody"
-    assert out["Labels"] == {"x": "1", "y": "2"} and out["ExposedPorts"] == {"80/tcp": {}}
-    out = merge_image_config({"Entrypoint": ["echo"]}, {"Cmd": ["sh"], "Entrypoint": ["x"]})
-    assert out["Entrypoint"] == ["echo"] and out.get("Cmd") is None
-    out = merge_image_config({"Cmd": ["ls"]}, {"Cmd": ["sh"], "Entrypoint": ["/init"]})
-    assert out["Cmd"] == ["ls"] and out["Entrypoint"] == ["/init"]
-
-
-@pytest.mark.parametrize("value, num", [(None, 15), ("SIGKILL", 9), ("KILL", 9), ("9", 9), (1, 1)])
+@pytest.mark.parametrize("value, num", [(None, 15), ("SIGKILL", 9), ("KILL", 9), ("9", 9), (1, 1),
+                                        ("SIGALRM", 14), ("RTMIN+3", 37)])
 def test_parse_signal(value, num):
     assert parse_signal(value) == num
 
