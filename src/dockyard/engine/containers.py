@@ -572,15 +572,19 @@ class ContainerService(ContainerOpsMixin):
         except (NotFound, OSError):
             return 0
 
-    def disk_usage(self) -> list[dict]:
+    async def disk_usage(self) -> list[dict]:
+        """Summaries with sizes: the records are read here, on the loop that owns them; the
+        sizes (walks of the writable layers) are measured in a thread."""
         from dockyard.engine.views import summary
 
-        out = []
-        for c in self.all():
-            s = summary(c, self.engine)
-            s["SizeRw"] = self._rw_size(c)
-            s["SizeRootFs"] = s["SizeRw"] + self._image_size(c)
-            out.append(s)
+        containers = self.all()
+        out = [summary(c, self.engine) for c in containers]
+
+        def sizes() -> list[tuple[int, int]]:
+            return [(self._rw_size(c), self._image_size(c)) for c in containers]
+
+        for s, (rw, image) in zip(out, await asyncio.to_thread(sizes)):
+            s["SizeRw"], s["SizeRootFs"] = rw, rw + image
         return out
 
     def _image_size(self, c: Container) -> int:

@@ -44,7 +44,7 @@ class FakeContainers:
         return {"total": len(uses), "running": running, "paused": 0,
                 "stopped": len(uses) - running}
 
-    def disk_usage(self) -> list[dict]:
+    async def disk_usage(self) -> list[dict]:
         return list(self.summaries)
 
 
