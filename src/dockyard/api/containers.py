@@ -77,7 +77,13 @@ class ContainerRoutes:
         q = req.query
         out = views.list_containers(self.engine, all=_bool(q.get("all")),
                                     limit=_int(q.get("limit"), "limit") or -1,
-                                    filters=_filters(req), size=_bool(q.get("size")))
+                                    filters=_filters(req))
+        if _bool(q.get("size")):  # walks of writable layers: off the loop
+            cs = [self.svc.get(s["Id"]) for s in out]
+            sizes = await asyncio.to_thread(
+                lambda: [(self.svc._rw_size(c), self.svc._image_size(c)) for c in cs])
+            for s, (rw, image) in zip(out, sizes):
+                s["SizeRw"], s["SizeRootFs"] = rw, rw + image
         return json_response(out)
 
     async def inspect(self, req) -> Response:

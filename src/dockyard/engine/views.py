@@ -130,8 +130,7 @@ def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
     return True
 
 
-def list_containers(engine, *, all: bool = False, limit: int = -1, filters=None,
-                    size: bool = False) -> list[dict]:
+def list_containers(engine, *, all: bool = False, limit: int = -1, filters=None) -> list[dict]:
     filters = filters or {}
     out = []
     for c in engine.containers.all():
@@ -139,11 +138,7 @@ def list_containers(engine, *, all: bool = False, limit: int = -1, filters=None,
             continue
         if not matches(c, filters, engine):
             continue
-        s = summary(c, engine)
-        if size:
-            s["SizeRw"] = engine.containers._rw_size(c)
-            s["SizeRootFs"] = s["SizeRw"] + engine.containers._image_size(c)
-        out.append(s)
+        out.append(summary(c, engine))
         if limit > 0 and len(out) >= limit:
             break
     return out
