@@ -85,3 +85,24 @@ def test_exit_while_the_daemon_is_down_is_recorded_and_restart_policy_applies(da
     assert states[quick]["Status"] == "exited" and states[quick]["ExitCode"] == 4
     assert info["RestartCount"] >= 1  # "always" restarted the container that died meanwhile
     daemon.docker("rm", "-f", quick, always)
+
+
+def test_a_container_whose_monitor_died_is_reclaimed(daemon):
+    cid = daemon.docker("run", "-d", "busybox", "sleep", "600").stdout.strip()
+    pid = _states(daemon)[cid]["Pid"]
+    with open(f"/proc/{pid}/status") as f:
+        monitor = int(next(ln.split()[1] for ln in f if ln.startswith("PPid:")))
+    daemon.kill(signal.SIGKILL)
+    import os
+
+    os.kill(monitor, signal.SIGKILL)  # the monitor dies without recording an exit
+    daemon.start()
+    state = _states(daemon)[cid]
+    assert state["Status"] == "exited" and state["ExitCode"] == 255
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    with open("/proc/self/mountinfo") as f:
+        assert cid not in f.read()  # its root filesystem was unmounted
+    daemon.docker("rm", cid)

@@ -320,8 +320,15 @@ class ContainerService(ContainerOpsMixin):
         with open(tmp, "w") as f:
             json.dump(spec, f)
         os.rename(tmp, os.path.join(bundle, "config.json"))
+        return self._spawn_fields(c, mounts)
+
+    def _spawn_fields(self, c: Container, mounts=None) -> dict:
+        """The monitor's SpawnRequest for ``c`` (also what `reclaim` needs after a crash)."""
+        if mounts is None:
+            mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
         log_cfg = c.host_config.get("LogConfig") or {}
-        return dict(container_id=c.id, bundle=bundle, state_dir=self._state_dir(c),
+        return dict(container_id=c.id, bundle=os.path.join(self.exec_dir, c.id),
+                    state_dir=self._state_dir(c),
                     rootfs_mounts=[m.to_json() for m in mounts], log_path=c.log_path,
                     log_opts=dict(log_cfg.get("Config") or {}),
                     tty=bool(c.config.get("Tty")), open_stdin=bool(c.config.get("OpenStdin")),
@@ -613,9 +620,23 @@ class ContainerService(ContainerOpsMixin):
                 self._spawn_task(self._watch(c, handle))
                 continue
             status = await handle.wait() if handle is not None else None
+            if status is None or status.error:
+                await self._reclaim(c)
             code = status.exit_code if status else 255
             await self._exited(c, code, bool(status and status.oom_killed),
                                status.finished_at if status else None)
+
+    async def _reclaim(self, c: Container) -> None:
+        """The monitor died without recording the exit: kill what is left of the container,
+        delete its runtime state, unmount its root filesystem."""
+        from dockyard.engine.monitor import SpawnRequest
+
+        try:
+            req = SpawnRequest(**self._spawn_fields(c))
+            for warning in await self.monitors.reclaim(req):
+                log.warning("reclaiming %s: %s", c.id, warning)
+        except Exception:  # noqa: BLE001 - the container is recorded as exited either way
+            log.warning("reclaiming %s failed", c.id, exc_info=True)
 
     def _remove_orphans(self) -> None:
         """Files and snapshots of containers whose create never completed (crash mid-create)."""
