@@ -260,3 +260,27 @@ def test_security_defaults_init_and_oom(daemon):
     assert res.returncode == 137
     assert dk(daemon, "inspect", "-f", "{{.State.OOMKilled}}", "oom").stdout.strip() == "true"
     dk(daemon, "rm", "oom")
+
+
+def test_exec(daemon, sdk):
+    import shutil
+    import subprocess
+
+    cid = dk(daemon, "run", "-d", "--name", "ex", "busybox", "sleep", "300").stdout.strip()
+    res = dk(daemon, "exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (3, "out\n", "err\n")
+    res = dk(daemon, "exec", "-e", "A=1", "-w", "/tmp", "ex", "sh", "-c", "echo $A $(pwd) $(hostname)")
+    assert res.stdout == f"1 /tmp {cid[:12]}\n"
+    assert dk(daemon, "exec", "-u", "nobody", "ex", "id", "-u").stdout == "65534\n"
+    assert dk(daemon, "exec", "-i", "ex", "cat", input="piped\n").stdout == "piped\n"
+    assert sdk.containers.get("ex").exec_run(["sh", "-c", "echo sdk; exit 2"]) == (2, b"sdk\n")
+    if shutil.which("script"):
+        tty = subprocess.run(["script", "-qec", "docker exec -it ex sh -c 'tty; exit 5'", "/dev/null"],
+                             env=daemon.env, capture_output=True, text=True, timeout=30)
+        assert tty.returncode == 5 and "/dev/pts/" in tty.stdout
+    dk(daemon, "pause", "ex")
+    res = dk(daemon, "exec", "ex", "true", check=False)
+    assert res.returncode != 0 and "is paused" in res.stderr
+    dk(daemon, "rm", "-f", "ex")
+    res = dk(daemon, "exec", "ex", "true", check=False)
+    assert "No such container" in res.stderr

@@ -63,6 +63,10 @@ class ContainerRoutes:
             Route("POST", "/containers/{id}/attach", self.attach),
             Route("POST", "/containers/{id}/resize", self.resize),
             Route("GET", "/containers/{id}/logs", self.logs),
+            Route("POST", "/containers/{id}/exec", self.exec_create),
+            Route("POST", "/exec/{id}/start", self.exec_start),
+            Route("GET", "/exec/{id}/json", self.exec_inspect),
+            Route("POST", "/exec/{id}/resize", self.exec_resize),
             Route("POST", "/commit", self.commit),
         ]
 
@@ -192,6 +196,36 @@ class ContainerRoutes:
                 until=until / 1e9 if until else None, timestamps=_bool(q.get("timestamps"))):
             await stream.write(data if tty else encode_frame(1 if kind == "stdout" else 2, data))
         return None
+
+    async def exec_create(self, req) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("invalid JSON: expected an object")
+        inst = self.engine.execs.create(req.params["id"], body)
+        return json_response({"Id": inst.id}, 201)
+
+    async def exec_start(self, req) -> Response | None:
+        # the body (Detach, Tty) must be read before the switch to a raw stream
+        body = await req.json(default={}) or {}
+        inst = self.engine.execs.get(req.params["id"])
+        if body.get("Detach"):
+            self.svc._spawn_task(self.engine.execs.start(inst))
+            return Response(200)
+        ctype = "application/vnd.docker.raw-stream" if inst.tty else "application/vnd.docker.multiplexed-stream"
+        reader, writer = await req.hijack(ctype)
+        try:
+            await self.engine.execs.start(inst, reader, writer)
+        except Exception as exc:  # noqa: BLE001 - the stream is raw now: report on it
+            writer.write(str(exc).encode() + b"\n")
+        return None
+
+    async def exec_inspect(self, req) -> Response:
+        return json_response(self.engine.execs.get(req.params["id"]).inspect())
+
+    async def exec_resize(self, req) -> Response:
+        inst = self.engine.execs.get(req.params["id"])
+        self.engine.execs.resize(inst, _int(req.query.get("h"), "h") or 0, _int(req.query.get("w"), "w") or 0)
+        return Response(200)
 
     async def commit(self, req) -> Response:
         q = req.query

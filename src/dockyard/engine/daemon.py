@@ -60,6 +60,9 @@ class Engine:
         from dockyard.engine.containers import ContainerService
 
         self.containers = ContainerService(self)
+        from dockyard.engine.execs import ExecService
+
+        self.execs = ExecService(self.containers)
 
     def _image_event(self, action: str, image_id: str, name: str | None) -> None:
         attrs = {"name": name} if name else {}

@@ -1,0 +1,261 @@
+"""`docker exec`: processes started in a running container, with their stdio relayed.
+
+Owns exec instances (create, start, inspect, resize) as Docker's API has them. A process is
+started through `dockyard-runtime exec` as a fresh process (the daemon never forks itself),
+with the container's process spec as the base (env, cwd, user, capabilities) as dockerd does;
+its output is relayed to the client as stdcopy frames, or raw through a pty (the runtime
+hands the pty master over a console socket) when a TTY is asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import sys
+import tempfile
+
+from dockyard.errdefs import Conflict, InvalidArgument, NotFound
+
+_CHUNK = 64 * 1024
+
+
+class ExecInstance:
+    def __init__(self, exec_id: str, container, body: dict):
+        self.id = exec_id
+        self.container = container
+        self.cmd = list(body.get("Cmd") or [])
+        self.tty = bool(body.get("Tty"))
+        self.stdin = bool(body.get("AttachStdin"))
+        self.stdout = bool(body.get("AttachStdout"))
+        self.stderr = bool(body.get("AttachStderr"))
+        self.env = list(body.get("Env") or [])
+        self.workdir = body.get("WorkingDir") or ""
+        self.user = body.get("User") or ""
+        self.privileged = bool(body.get("Privileged"))
+        self.detach_keys = body.get("DetachKeys") or ""
+        self.running = False
+        self.started = False
+        self.exit_code: int | None = None
+        self.pid = 0
+        self.master: int | None = None
+        self.done = asyncio.Event()
+
+    def inspect(self) -> dict:
+        return {
+            "ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
+            "ProcessConfig": {"tty": self.tty, "entrypoint": self.cmd[0] if self.cmd else "",
+                              "arguments": self.cmd[1:], "privileged": self.privileged,
+                              "user": self.user},
+            "OpenStdin": self.stdin, "OpenStderr": self.stderr, "OpenStdout": self.stdout,
+            "CanRemove": False, "ContainerID": self.container.id, "DetachKeys": self.detach_keys,
+            "Pid": self.pid,
+        }
+
+
+class ExecService:
+    def __init__(self, containers):
+        self.containers = containers
+        self._execs: dict[str, ExecInstance] = {}
+
+    def get(self, exec_id: str) -> ExecInstance:
+        inst = self._execs.get(exec_id)
+        if inst is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return inst
+
+    def create(self, ref: str, body: dict) -> ExecInstance:
+        c = self.containers.get(ref)
+        if not c.state.Running or c.state.Restarting:
+            raise Conflict(f"Container {c.id} is not running")
+        if c.state.Paused:
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        if not isinstance(body.get("Cmd"), list) or not body["Cmd"]:
+            raise InvalidArgument("No exec command specified")
+        if c.runtime != "dockyard":
+            raise InvalidArgument("exec is supported for containers of the dockyard runtime only")
+        inst = ExecInstance(secrets.token_hex(32), c, body)
+        self._execs[inst.id] = inst
+        self.containers._emit(c, f"exec_create: {' '.join(inst.cmd)}", execID=inst.id)
+        return inst
+
+    def _process(self, inst: ExecInstance) -> dict:
+        """The OCI process to run: the container's, with the exec's command and overrides."""
+        from dockyard.engine import ocispec
+        from dockyard.linux.capabilities import CAPABILITIES
+
+        bundle = os.path.join(self.containers.exec_dir, inst.container.id)
+        with open(os.path.join(bundle, "config.json")) as f:
+            proc = json.load(f)["process"]
+        env = {e.split("=", 1)[0]: e for e in proc.get("env") or []}
+        for e in inst.env:
+            env[e.split("=", 1)[0]] = e
+        proc.update(args=inst.cmd, env=list(env.values()), terminal=inst.tty)
+        proc.pop("consoleSize", None)
+        if inst.workdir:
+            proc["cwd"] = inst.workdir
+        if inst.user:
+            uid, gid, gids = ocispec.resolve_user(inst.user, os.path.join(bundle, "rootfs"))
+            proc["user"] = {"uid": uid, "gid": gid, "additionalGids": gids}
+        if inst.privileged:
+            caps = list(CAPABILITIES)
+            proc["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+        return proc
+
+    async def start(self, inst: ExecInstance, reader=None, writer=None) -> None:
+        """Run the exec; with a connection, relay its stdio until it exits."""
+        if inst.started:
+            raise Conflict(f"Error: Exec command {inst.id} has already run")
+        c = inst.container
+        if not c.state.Running or c.state.Paused:
+            raise Conflict(f"Container {c.id} is not running")
+        inst.started = True
+        work = tempfile.mkdtemp(prefix="exec-", dir=self.containers.exec_dir)
+        try:
+            process_file = os.path.join(work, "process.json")
+            with open(process_file, "w") as f:
+                json.dump(self._process(inst), f)
+            await self._run(inst, work, process_file, reader, writer)
+        finally:
+            for name in os.listdir(work):
+                os.unlink(os.path.join(work, name))
+            os.rmdir(work)
+
+    async def _run(self, inst: ExecInstance, work: str, process_file: str, reader, writer) -> None:
+        runtime = [sys.executable, "-m", "dockyard.runtime.cli",
+                   "--root", os.path.join(self.containers.engine.config.exec_root, "runtime"),
+                   "exec", "--process", process_file]
+        console = None
+        if inst.tty:
+            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            path = os.path.join(work, "console.sock")
+            console.bind(path)
+            console.listen(1)
+            # in the foreground: the runtime hands over the pty master, then waits for the
+            # process and exits with its status
+            runtime += ["--tty", "--console-socket", path, "--pid-file", os.path.join(work, "pid")]
+        runtime.append(inst.container.id)
+        proc = await asyncio.create_subprocess_exec(
+            *runtime, stdin=asyncio.subprocess.PIPE if not inst.tty else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        inst.running = True
+        self.containers._emit(inst.container, f"exec_start: {' '.join(inst.cmd)}", execID=inst.id)
+        try:
+            if console is not None:
+                await self._run_tty(inst, proc, console, work, reader, writer)
+            else:
+                inst.pid = proc.pid
+                await self._run_pipes(inst, proc, reader, writer)
+        finally:
+            inst.running = False
+            if console is not None:
+                console.close()
+            inst.done.set()
+            self.containers._emit(inst.container, "exec_die", execID=inst.id,
+                                  exitCode=str(inst.exit_code))
+
+    async def _run_pipes(self, inst, proc, reader, writer) -> None:
+        from dockyard.http.mux import encode_frame
+
+        async def pump(stream, sid):
+            while data := await stream.read(_CHUNK):
+                if writer is not None and ((sid == 1 and inst.stdout) or (sid == 2 and inst.stderr)):
+                    writer.write(encode_frame(sid, data))
+                    await writer.drain()
+
+        async def feed():
+            while reader is not None and (data := await reader.read(_CHUNK)):
+                proc.stdin.write(data)
+                await proc.stdin.drain()
+            proc.stdin.close()
+
+        feeder = asyncio.create_task(feed()) if inst.stdin and reader is not None else None
+        if feeder is None:
+            proc.stdin.close()
+        try:
+            await asyncio.gather(pump(proc.stdout, 1), pump(proc.stderr, 2))
+            inst.exit_code = await proc.wait()
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
+
+    async def _run_tty(self, inst, proc, console, work, reader, writer) -> None:
+        loop = asyncio.get_running_loop()
+        console.setblocking(False)
+        accept = asyncio.ensure_future(loop.sock_accept(console))
+        exited = asyncio.ensure_future(proc.wait())
+        done, _ = await asyncio.wait({accept, exited}, timeout=30,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if accept not in done:  # the runtime failed before it had a terminal
+            accept.cancel()
+            await asyncio.gather(accept, return_exceptions=True)
+            err = await proc.stderr.read()
+            await exited
+            raise Conflict(err.decode(errors="replace").strip() or "exec failed")
+        conn, _ = accept.result()
+        with conn:
+            conn.setblocking(True)
+            _msg, fds, _flags, _addr = await asyncio.to_thread(socket.recv_fds, conn, 4096, 1)
+        if not fds:
+            raise Conflict("the runtime sent no terminal")
+        inst.master = fds[0]
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(work, "pid")) as f:
+                inst.pid = int(f.read())
+        try:
+            await self._relay_pty(inst, reader, writer)
+        finally:
+            os.close(inst.master)
+            inst.master = None
+        inst.exit_code = await exited
+
+    async def _relay_pty(self, inst, reader, writer) -> None:
+        loop = asyncio.get_running_loop()
+        master = inst.master
+        os.set_blocking(master, False)
+        out_done = asyncio.Event()
+
+        def readable():
+            try:
+                data = os.read(master, _CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(master)
+                out_done.set()
+            elif writer is not None:
+                writer.write(data)
+
+        loop.add_reader(master, readable)
+
+        async def feed():
+            while reader is not None and (data := await reader.read(_CHUNK)):
+                with contextlib.suppress(BlockingIOError):
+                    os.write(master, data)
+
+        feeder = asyncio.create_task(feed()) if inst.stdin and reader is not None else None
+        try:
+            await out_done.wait()
+            if writer is not None:
+                await writer.drain()
+        finally:
+            loop.remove_reader(master)
+            if feeder is not None:
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
+
+    def resize(self, inst: ExecInstance, height: int, width: int) -> None:
+        if inst.master is None:
+            raise Conflict(f"exec {inst.id} has no terminal to resize")
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(inst.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
