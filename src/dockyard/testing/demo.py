@@ -2,7 +2,7 @@
 
 Part 1, the engine: starts a dockyard daemon on a private socket and drives it with the real
 docker CLI: import a busybox image, run it detached, ps, stop, start, pause, unpause,
-restart, logs, commit, save, rm, rmi, load. Part 2, the runtime alone: a bundle written by
+restart, exec, logs, commit, save, rm, rmi, load. Part 2, the runtime alone: a bundle written by
 `dockyard-runtime spec`, run in the foreground and walked through its lifecycle. It grows as
 the engine grows.
 """
@@ -80,8 +80,9 @@ def engine_demo(work: Path) -> None:
         docker(env, "ps", "--format", "{{.Names}}: {{.Status}}")
         docker(env, "unpause", "web")
         docker(env, "restart", "-t", "1", "web")
+        docker(env, "exec", "web", "sh", "-c", "echo 'a page changed by exec' > /page; cat /page")
         docker(env, "logs", "web")
-        docker(env, "commit", "-c", 'CMD ["echo", "hello from a committed image"]', "web", "web:v2")
+        docker(env, "commit", "-c", 'CMD ["cat", "/page"]', "web", "web:v2")
         docker(env, "run", "--rm", "web:v2")
         docker(env, "save", "-o", str(work / "web.tar"), "web:v2")
         docker(env, "rm", "-f", "web")
