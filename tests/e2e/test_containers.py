@@ -284,3 +284,17 @@ def test_exec(daemon, sdk):
     dk(daemon, "rm", "-f", "ex")
     res = dk(daemon, "exec", "ex", "true", check=False)
     assert "No such container" in res.stderr
+
+
+def test_attach_with_logs_replays_the_output_so_far(daemon, sdk):
+    c = sdk.containers.run("busybox", ["sh", "-c", "echo early; sleep 300"], detach=True)
+    deadline = time.time() + 5
+    while b"early" not in c.logs() and time.time() < deadline:
+        time.sleep(0.05)
+    sock = sdk.api.attach_socket(c.id, params={"stdout": 1, "stderr": 1, "logs": 1, "stream": 0})
+    raw = b""
+    while chunk := sock._sock.recv(4096):
+        raw += chunk
+    sock.close()
+    assert raw == b"\x01\x00\x00\x00\x00\x00\x00\x06early\n"  # one stdout frame, then EOF
+    c.remove(force=True)

@@ -169,9 +169,18 @@ class ContainerRoutes:
         tty = bool(c.config.get("Tty"))
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
         reader, writer = await req.hijack(ctype)
+        stdout, stderr = _bool(q.get("stdout")), _bool(q.get("stderr"))
+        if _bool(q.get("logs")):  # what the container wrote so far, then (stream=1) live
+            from dockyard.engine.logs import read_logs
+            from dockyard.http.mux import encode_frame
+
+            async for kind, data in read_logs(self.svc, c, stdout=stdout, stderr=stderr):
+                writer.write(data if tty else encode_frame(1 if kind == "stdout" else 2, data))
+                await writer.drain()
+        if not _bool(q.get("stream")):
+            return None
         await relay(self.svc, c, reader, writer, stdin=_bool(q.get("stdin")),
-                    stdout=_bool(q.get("stdout")), stderr=_bool(q.get("stderr")),
-                    detach_keys=q.get("detachKeys"))
+                    stdout=stdout, stderr=stderr, detach_keys=q.get("detachKeys"))
         return None
 
     async def logs(self, req) -> Response | None:
