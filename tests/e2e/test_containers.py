@@ -295,6 +295,7 @@ def test_attach_with_logs_replays_the_output_so_far(daemon, sdk):
     raw = b""
     while chunk := sock._sock.recv(4096):
         raw += chunk
+    sock._sock.close()
     sock.close()
     assert raw == b"\x01\x00\x00\x00\x00\x00\x00\x06early\n"  # one stdout frame, then EOF
     c.remove(force=True)
