@@ -102,14 +102,6 @@ class Container:
         data["state"] = State(**data.get("state", {}))
         return cls(**data)
 
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
-
-    @property
-    def running(self) -> bool:
-        return self.state.Running and not self.state.Restarting
-
     def status_text(self, now: float | None = None) -> str:
         """The STATUS column of `docker ps`."""
         s = self.state

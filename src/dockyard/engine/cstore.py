@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 
-from dockyard.errdefs import AlreadyExists, NotFound
+from dockyard.errdefs import AlreadyExists
 from dockyard.engine.container import Container
 
 _SCHEMA = """
@@ -77,11 +77,3 @@ class ContainerStore:
         with self._lock:
             row = self._db.execute("SELECT id FROM container_containers WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
-
-    def get(self, container_id: str) -> Container:
-        with self._lock:
-            row = self._db.execute("SELECT record FROM container_containers WHERE id = ?",
-                                   (container_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"No such container: {container_id}")
-        return Container.from_record(json.loads(row[0]))

@@ -162,8 +162,3 @@ def dev_is_tmpfs(spec: Spec) -> bool:
         if m.destination.rstrip("/") == "/dev":
             return not plan_mount(m).is_bind
     return False
-
-
-def device_number(major: int, minor: int) -> int:
-    # glibc's makedev, as os.makedev computes it
-    return ((major & 0xFFFFF000) << 32) | ((major & 0xFFF) << 8) | ((minor & 0xFFFFFF00) << 12) | (minor & 0xFF)

@@ -142,13 +142,3 @@ def apply_identity(proc: Process, sys: S.Syscalls = S.SYS) -> None:
         os.umask(user.umask)
     else:
         os.umask(0o022)
-
-
-def unknown_capabilities(proc: Process) -> list[str]:
-    if proc.capabilities is None:
-        return []
-    last = caps.last_cap()
-    names = set()
-    for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
-        names.update(caps.mask(getattr(proc.capabilities, kind), last)[1])
-    return sorted(names)
