@@ -445,6 +445,7 @@ class Runtime(ControlMixin):
         spec = load_spec(os.path.join(os.path.abspath(bundle), "config.json"))
         if spec.process and spec.process.terminal and not console_socket and not detach:
             receiver = fg.ConsoleReceiver()
+        forwarder = None if detach else fg.Forwarder().install()
         try:
             pid = self._create_for_run(container_id, bundle, receiver, pid_file=pid_file,
                                        console_socket=console_socket, preserve_fds=preserve_fds,
@@ -457,7 +458,7 @@ class Runtime(ControlMixin):
             raise
         if detach:
             return 0
-        code = fg.wait_exit(pid, master)
+        code = fg.wait_exit(pid, master, forwarder)
         if not keep:
             self.delete(container_id, force=True)
         return code
@@ -496,6 +497,7 @@ class Runtime(ControlMixin):
                              key=lambda n: plan._JOIN_ORDER.index(n.type))
         )
         seccomp = self._compile_seccomp(spec)
+        forwarder = None if detach else fg.Forwarder().install()
         cfg = InitConfig(spec=spec, process=process, rootfs=state["rootfs"],
                          container_id=container_id, cgroup=self._cgroup(spec, container_id),
                          ns_flags=0, ns_join=join, fifo=None, console_fd=console_fd,
@@ -507,4 +509,4 @@ class Runtime(ControlMixin):
         master = receiver.receive_master() if receiver else None
         if detach:
             return 0
-        return fg.wait_exit(pid, master)
+        return fg.wait_exit(pid, master, forwarder)

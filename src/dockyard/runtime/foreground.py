@@ -33,20 +33,44 @@ class ConsoleReceiver:
         return fds[0]
 
 
-def _install_forwarding(pid: int, master: int | None) -> None:
-    import _signal
+class Forwarder:
+    """Forwards the signals the runtime receives to the container's process.
 
-    def forward(signum, _frame):
-        if signum == 28 and master is not None:
-            _copy_winsize(0, master)
+    Installed before the container is created, so that a signal arriving between the
+    process's start and the wait is not lost (nor kills the runtime with the container still
+    running): until `attach` names the process, signals are held and then delivered in order.
+    """
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._master: int | None = None
+        self._held: list[int] = []
+
+    def install(self) -> "Forwarder":
+        import _signal
+
+        for sig in _FORWARDED:
+            _signal.signal(sig, self._on_signal)
+        return self
+
+    def attach(self, pid: int, master: int | None) -> None:
+        self._pid, self._master = pid, master
+        held, self._held = self._held, []
+        for signum in held:
+            self._on_signal(signum, None)
+
+    def _on_signal(self, signum, _frame) -> None:
+        if self._pid is None:
+            self._held.append(signum)
             return
+        if signum == 28:
+            if self._master is not None:
+                _copy_winsize(0, self._master)
+                return
         try:
-            os.kill(pid, signum)
+            os.kill(self._pid, signum)
         except ProcessLookupError:
             pass
-
-    for sig in _FORWARDED:
-        _signal.signal(sig, forward)
 
 
 def _copy_winsize(src: int, dst: int) -> None:
@@ -60,9 +84,9 @@ def _copy_winsize(src: int, dst: int) -> None:
         pass
 
 
-def wait_exit(pid: int, master: int | None = None) -> int:
+def wait_exit(pid: int, master: int | None = None, forwarder: Forwarder | None = None) -> int:
     """Wait for ``pid`` (our child), relaying ``master`` if given; the shell-style exit code."""
-    _install_forwarding(pid, master)
+    (forwarder or Forwarder().install()).attach(pid, master)
     if master is not None:
         _relay(master, pid)
     while True:

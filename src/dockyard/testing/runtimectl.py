@@ -136,6 +136,9 @@ class RuntimeCLI:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=10)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:  # a test that failed half-way leaves its pipes open
+                    pipe.close()
         self.procs.clear()
         for cid in self.existing():
             try:
