@@ -208,6 +208,16 @@ def test_usage_counts_what_was_written(snap, mnt):
     assert after.inodes == before.inodes + 1
 
 
+def test_apparent_size_is_file_bytes_with_hard_links_once(snap, mnt):
+    target = mnt.mount(snap.prepare("work"))
+    before = snap.usage("work").apparent
+    (target / "d").mkdir()
+    (target / "d" / "five").write_bytes(b"12345")
+    os.link(target / "d" / "five", target / "again")
+    (target / "link").symlink_to("d/five")  # a symlink's size is its target's length
+    assert snap.usage("work").apparent - before == 5 + len("d/five")
+
+
 def test_127_layers_mount_and_a_128th_is_refused(snap, mnt):
     parent = layer(snap, mnt, "L0", None, {"bottom": "from the bottom layer"})
     for i in range(1, MAX_PARENTS):

@@ -575,7 +575,7 @@ class ContainerService(ContainerOpsMixin):
 
     def _rw_size(self, c: Container) -> int:
         try:
-            return self.engine.images.snapshots.usage(c.snapshot_key).size
+            return self.engine.images.snapshots.usage(c.snapshot_key).apparent
         except (NotFound, OSError):
             return 0
 

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -69,6 +70,7 @@ class Usage:
 
     size: int  # bytes allocated (st_blocks * 512, each inode counted once)
     inodes: int
+    apparent: int = 0  # st_size of everything but directories, each inode once (Docker's SizeRw)
 
 
 class Snapshotter(Protocol):
@@ -234,9 +236,10 @@ def _check_labels(labels: dict[str, str] | None) -> dict[str, str]:
 
 
 def disk_usage(path: Path) -> Usage:
-    """Allocated bytes and inodes under ``path`` (itself included), hard links counted once."""
+    """Allocated bytes, inodes and apparent size under ``path`` (itself included), hard links
+    counted once. The apparent size leaves directories out, as Docker's SizeRw does."""
     seen: set[int] = set()
-    size = 0
+    size = apparent = 0
     st = os.lstat(path)
     seen.add(st.st_ino)
     size += st.st_blocks * 512
@@ -246,7 +249,9 @@ def disk_usage(path: Path) -> Usage:
             if st.st_ino not in seen:
                 seen.add(st.st_ino)
                 size += st.st_blocks * 512
-    return Usage(size, len(seen))
+                if not stat.S_ISDIR(st.st_mode):
+                    apparent += st.st_size
+    return Usage(size, len(seen), apparent)
 
 
 def _log_rmtree_error(func, path, exc_info) -> None:
