@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 
 from dockyard.errdefs import AlreadyExists
 from dockyard.engine.container import Container
+from dockyard.metadb import MetaDB
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS container_containers (
@@ -26,17 +26,16 @@ CREATE TABLE IF NOT EXISTS container_containers (
 
 class ContainerStore:
     def __init__(self, path: str):
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        # NORMAL: records are written on the event loop; WAL keeps them across a crash of
+        # the daemon (the containers' own state lives in their monitors' exit files)
+        self._meta = MetaDB(path, _SCHEMA, synchronous="NORMAL")
+        self._db = self._meta.conn
 
     def close(self) -> None:
-        self._db.close()
+        self._meta.close()
 
     def add(self, c: Container) -> None:
-        with self._lock:
+        with self._meta.write():
             try:
                 self._db.execute("INSERT INTO container_containers VALUES (?, ?, ?, ?)",
                                  (c.id, c.name, c.created, json.dumps(c.to_record())))
@@ -49,12 +48,12 @@ class ContainerStore:
                     "to be able to reuse that name.") from None
 
     def save(self, c: Container) -> None:
-        with self._lock:
+        with self._meta.write():
             self._db.execute("UPDATE container_containers SET name = ?, record = ? WHERE id = ?",
                              (c.name, json.dumps(c.to_record()), c.id))
 
     def rename(self, c: Container, new_name: str) -> None:
-        with self._lock:
+        with self._meta.write():
             try:
                 self._db.execute("UPDATE container_containers SET name = ? WHERE id = ?", (new_name, c.id))
             except sqlite3.IntegrityError:
@@ -65,15 +64,15 @@ class ContainerStore:
                              (json.dumps(c.to_record()), c.id))
 
     def remove(self, container_id: str) -> None:
-        with self._lock:
+        with self._meta.write():
             self._db.execute("DELETE FROM container_containers WHERE id = ?", (container_id,))
 
     def all(self) -> list[Container]:
-        with self._lock:
+        with self._meta.read():
             rows = self._db.execute("SELECT record FROM container_containers ORDER BY created").fetchall()
         return [Container.from_record(json.loads(r[0])) for r in rows]
 
     def name_taken(self, name: str) -> str | None:
-        with self._lock:
+        with self._meta.read():
             row = self._db.execute("SELECT id FROM container_containers WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.errdefs import Conflict, InvalidArgument, System
+from dockyard.metadb import MetaDB
 from dockyard.spec.codec import from_json, to_json
 from dockyard.spec.digest import Digest
 from dockyard.spec.image import Descriptor, ImageConfig
@@ -130,20 +129,16 @@ class ImageStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                     timeout=30)
-        self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        self._db = MetaDB(self.path, _SCHEMA)
+        self._conn = self._db.conn
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     def _migrate(self) -> None:
         with self.write():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._conn.execute(statement)
             row = self._conn.execute("SELECT version FROM image_schema").fetchone()
             if row is None:
                 self._conn.execute("INSERT INTO image_schema (version) VALUES (?)",
@@ -155,27 +150,16 @@ class ImageStore:
 
     @contextmanager
     def write(self) -> Iterator["ImageStore"]:
-        with self._lock:
-            if self._conn.in_transaction:  # nested: part of the caller's transaction
-                yield self
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+        with self._db.write():  # nested: part of the caller's transaction
+            yield self
 
     @contextmanager
     def read(self) -> Iterator["ImageStore"]:
-        with self._lock:
+        with self._db.read():
             yield self
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     # -- images -----------------------------------------------------------------------------
 

@@ -26,10 +26,8 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import stat
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dockyard.errdefs import AlreadyExists, Conflict, InvalidArgument, NotFound
+from dockyard.metadb import MetaDB
 from dockyard.snapshot.mounts import Mount
 
 log = logging.getLogger(__name__)
@@ -145,37 +144,21 @@ class MetaStore:
     """The snapshot records in SQLite. Use `write()` for a transaction, `read()` for reads."""
 
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                     timeout=30)
-        self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")  # a committed change survives power loss
-        self._conn.execute("PRAGMA foreign_keys=ON")  # a parent cannot vanish under a child
-        with self.write():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._conn.execute(statement)
+        self._db = MetaDB(path, _SCHEMA)
+        self._conn = self._db.conn
 
     @contextmanager
     def write(self) -> Iterator["MetaStore"]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+        with self._db.write():
+            yield self
 
     @contextmanager
     def read(self) -> Iterator["MetaStore"]:
-        with self._lock:
+        with self._db.read():
             yield self
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     @staticmethod
     def _row(r: tuple) -> Row:
