@@ -93,6 +93,17 @@ def test_detached_lifecycle(daemon):
     assert dk(daemon, "ps", "-aq").stdout == ""
 
 
+@pytest.mark.requires("runc")
+def test_update_reaches_a_container_run_by_runc(daemon):
+    dk(daemon, "run", "-d", "--runtime", "runc", "--name", "byrunc", "busybox", "sleep", "300")
+    try:
+        dk(daemon, "update", "--memory", "48m", "--memory-swap", "96m", "byrunc")
+        pid = dk(daemon, "inspect", "-f", "{{.State.Pid}}", "byrunc").stdout.strip()
+        assert _memory_limit(pid) == 48 << 20
+    finally:
+        dk(daemon, "rm", "-f", "byrunc")
+
+
 def _memory_limit(pid: str) -> int:
     with open(f"/proc/{pid}/cgroup") as f:
         lines = dict(ln.strip().split(":", 2)[1:] for ln in f if ln.count(":") >= 2)

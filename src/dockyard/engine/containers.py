@@ -541,13 +541,10 @@ class ContainerService(ContainerOpsMixin):
         ocispec.validate_host_config(merged, c.config, update=True)
         if "RestartPolicy" in given:
             RestartPolicy.parse(given["RestartPolicy"], merged.get("AutoRemove"))
-        if c.state.Running:
-            resources = ocispec.container_resources(merged)
-            from dockyard.runtime.container import Runtime
-            from dockyard.spec.runtime import parse_resources
-
-            rt = Runtime(os.path.join(self.engine.config.exec_root, "runtime"))
-            await asyncio.to_thread(rt.update, c.id, parse_resources(resources))
+        handle = self._handles.get(c.id)
+        if c.state.Running and handle is not None:
+            # through the monitor, which drives the container's own runtime (runc too)
+            await handle.update(ocispec.container_resources(merged))
         c.host_config = merged
         self.store.save(c)
         self._emit(c, "update")

@@ -163,6 +163,10 @@ class MonitorHandle:
         await self._call("resume")
         self.status = Status.RUNNING
 
+    async def update(self, resources: dict) -> None:
+        """Apply an OCI linux.resources object to the running container's cgroup."""
+        await self._call("update", resources=resources)
+
     async def resize(self, height: int, width: int) -> None:
         await self._call("resize", height=height, width=width)
 

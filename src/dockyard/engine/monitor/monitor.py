@@ -544,6 +544,14 @@ class Monitor:
         self.status = RUNNING
         return reply
 
+    def op_update(self, client: Client, msg: dict) -> dict:
+        """New cgroup limits (an OCI linux.resources object) through the runtime."""
+        self._live()
+        resources = msg.get("resources")
+        if not isinstance(resources, dict):
+            raise InvalidArgument("update: resources must be an object")
+        return self.control("update", resources)
+
     def control(self, verb: str, *args) -> dict:
         return P.raise_for(runtimes.in_child(runtimes.control, self.req, verb, *args))
 

@@ -94,6 +94,11 @@ class LibraryRuntime:
     def resume(self, cid: str) -> None:
         self.rt.resume(cid)
 
+    def update(self, cid: str, resources: dict) -> None:
+        from dockyard.spec.runtime import parse_resources
+
+        self.rt.update(cid, parse_resources(resources))
+
     def delete(self, cid: str) -> None:
         self.rt.delete(cid, force=True)
 
@@ -159,6 +164,16 @@ class ExternalRuntime:
 
     def resume(self, cid: str) -> None:
         self.run("resume", cid)
+
+    def update(self, cid: str, resources: dict) -> None:
+        """`runc update --resources FILE`: the OCI linux.resources object."""
+        path = os.path.join(os.path.dirname(self.log_path), "update-resources.json")
+        with open(path, "wb") as f:
+            f.write(jsonfast.dumps(resources).encode())
+        try:
+            self.run("update", "--resources", path, cid)
+        finally:
+            _unlink(path)
 
     def delete(self, cid: str) -> None:
         self.run("delete", "--force", cid)
