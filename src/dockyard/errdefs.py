@@ -33,6 +33,10 @@ class Unavailable(DockyardError):
     """A needed kernel feature or service is not available here (HTTP 503)."""
 
 
+class Unsupported(DockyardError):
+    """The daemon does not implement this for the object (HTTP 501)."""
+
+
 class Forbidden(DockyardError):
     """The operation is not allowed (HTTP 403)."""
 

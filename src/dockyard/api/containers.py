@@ -161,6 +161,7 @@ class ContainerRoutes:
 
     async def attach(self, req) -> Response | None:
         from dockyard.engine.attach import relay
+        from dockyard.engine.logs import readable
 
         c = self.svc.get(req.params["id"])
         q = req.query
@@ -170,7 +171,7 @@ class ContainerRoutes:
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
         reader, writer = await req.hijack(ctype)
         stdout, stderr = _bool(q.get("stdout")), _bool(q.get("stderr"))
-        if _bool(q.get("logs")):  # what the container wrote so far, then (stream=1) live
+        if _bool(q.get("logs")) and readable(c):  # what it wrote so far, then (stream=1) live
             from dockyard.engine.logs import read_logs
             from dockyard.http.mux import encode_frame
 
@@ -185,7 +186,7 @@ class ContainerRoutes:
 
     async def logs(self, req) -> Response | None:
         from dockyard.api.params import parse_timestamp
-        from dockyard.engine.logs import read_logs
+        from dockyard.engine.logs import check_readable, read_logs
         from dockyard.http.mux import encode_frame
 
         c = self.svc.get(req.params["id"])
@@ -198,11 +199,13 @@ class ContainerRoutes:
         since, until = parse_timestamp(q.get("since")), parse_timestamp(q.get("until"))
         tty = bool(c.config.get("Tty"))
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+        check_readable(c)  # a driver without a file fails before the head (501)
         stream = await req.stream(200, ctype)
         async for kind, data in read_logs(
                 self.svc, c, stdout=stdout, stderr=stderr, follow=_bool(q.get("follow")),
                 tail=tail, since=since / 1e9 if since else None,
-                until=until / 1e9 if until else None, timestamps=_bool(q.get("timestamps"))):
+                until=until / 1e9 if until else None, timestamps=_bool(q.get("timestamps")),
+                details=_bool(q.get("details"))):
             await stream.write(data if tty else encode_frame(1 if kind == "stdout" else 2, data))
         return None
 

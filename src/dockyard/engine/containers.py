@@ -19,6 +19,7 @@ import shutil
 import time
 
 from dockyard.errdefs import Conflict, InvalidArgument, NotFound, NotModified, System
+from dockyard.engine import logdrivers
 from dockyard.engine import names as cnames
 from dockyard.engine.container import (CREATED, DEAD, EXITED, REMOVING, Container, check_name,
                                        parse_rfc3339)
@@ -120,6 +121,7 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine import ocispec
 
         ocispec.validate_host_config(host_config, config)
+        logdrivers.validate(host_config.get("LogConfig"))
         _refuse_unsupported_modes(host_config)
         RestartPolicy.parse(host_config.get("RestartPolicy"), host_config.get("AutoRemove", False))
         runtime = self.engine.config.runtime_path(host_config.get("Runtime") or None)
@@ -187,7 +189,10 @@ class ContainerService(ContainerOpsMixin):
         c.hostname_path = os.path.join(cdir, "hostname")
         c.hosts_path = os.path.join(cdir, "hosts")
         c.resolv_path = os.path.join(cdir, "resolv.conf")
-        c.log_path = os.path.join(cdir, f"{c.id}-json.log")
+        c.log_path = logdrivers.log_file(logdrivers.driver_of(c.host_config.get("LogConfig")),
+                                         cdir, c.id)
+        if c.log_path:
+            os.makedirs(os.path.dirname(c.log_path), mode=0o710, exist_ok=True)
         hc = c.host_config
         mode = hc.get("NetworkMode") or "default"
         files = {
@@ -327,10 +332,15 @@ class ContainerService(ContainerOpsMixin):
         if mounts is None:
             mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
         log_cfg = c.host_config.get("LogConfig") or {}
+        info = logdrivers.tag_info(container_id=c.id, name=c.name, image_id=c.image_id,
+                                   image_name=c.image_ref, command=c.command())
+        attrs = logdrivers.attributes(log_cfg.get("Config") or {},
+                                      labels=c.config.get("Labels") or {},
+                                      env=c.config.get("Env") or [], tag_info=info)
         return dict(container_id=c.id, bundle=os.path.join(self.exec_dir, c.id),
                     state_dir=self._state_dir(c),
                     rootfs_mounts=[m.to_json() for m in mounts], log_path=c.log_path,
-                    log_opts=dict(log_cfg.get("Config") or {}),
+                    log_opts=logdrivers.monitor_options(log_cfg), log_attrs=attrs,
                     tty=bool(c.config.get("Tty")), open_stdin=bool(c.config.get("OpenStdin")),
                     stdin_once=bool(c.config.get("StdinOnce")), runtime=c.runtime,
                     runtime_root=os.path.join(self.engine.config.exec_root, "runtime"))

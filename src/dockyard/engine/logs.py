@@ -12,6 +12,7 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator
 
+from dockyard.engine import logdrivers
 from dockyard.engine.container import parse_rfc3339
 from dockyard.engine.monitor.jsonlog import parse_log_options, read_entries
 from dockyard.spec import jsonfast
@@ -32,18 +33,29 @@ def _select(entry: dict, stdout: bool, stderr: bool, since: float | None, until:
     return True
 
 
-def _render(entry: dict, timestamps: bool) -> tuple[str, bytes]:
+def _render(entry: dict, timestamps: bool, details: bool) -> tuple[str, bytes]:
     data = entry.get("log", "").encode("utf-8", "surrogateescape")
+    if details:
+        data = logdrivers.details_prefix(entry.get("attrs")) + data
     if timestamps:
         data = entry.get("time", "").encode() + b" " + data
     return entry.get("stream", "stdout"), data
 
 
+def check_readable(c) -> None:
+    """Unsupported (501) for a container whose log driver keeps nothing to read."""
+    logdrivers.reading_options(c.host_config.get("LogConfig"))
+
+
+def readable(c) -> bool:
+    return logdrivers.driver_of(c.host_config.get("LogConfig")) != "none"
+
+
 async def read_logs(svc, c, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
                     tail: int | None = None, since: float | None = None,
-                    until: float | None = None, timestamps: bool = False
+                    until: float | None = None, timestamps: bool = False, details: bool = False
                     ) -> AsyncIterator[tuple[str, bytes]]:
-    opts = parse_log_options((c.host_config.get("LogConfig") or {}).get("Config") or {})
+    opts = parse_log_options(logdrivers.reading_options(c.host_config.get("LogConfig")))
 
     def backlog() -> tuple[list[dict], int]:
         size = os.path.getsize(c.log_path) if os.path.exists(c.log_path) else 0
@@ -57,12 +69,12 @@ async def read_logs(svc, c, *, stdout: bool = True, stderr: bool = True, follow:
 
     entries, offset = await asyncio.to_thread(backlog)
     for entry in entries:
-        yield _render(entry, timestamps)
+        yield _render(entry, timestamps, details)
     if not follow or (until is not None):
         return
     async for entry in _follow(svc, c, offset):
         if _select(entry, stdout, stderr, since, until):
-            yield _render(entry, timestamps)
+            yield _render(entry, timestamps, details)
 
 
 async def _follow(svc, c, offset: int) -> AsyncIterator[dict]:

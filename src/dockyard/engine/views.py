@@ -50,7 +50,7 @@ def inspect(c: Container, engine) -> dict:
         "Id": c.id, "Created": c.created, "Path": c.path, "Args": c.args,
         "State": {**vars(c.state), "Health": None} if c.config.get("Healthcheck") else dict(vars(c.state)),
         "Image": c.image_id, "ResolvConfPath": c.resolv_path, "HostnamePath": c.hostname_path,
-        "HostsPath": c.hosts_path, "LogPath": c.log_path, "Name": "/" + c.name,
+        "HostsPath": c.hosts_path, "LogPath": c.log_path if c.log_path.endswith("-json.log") else "", "Name": "/" + c.name,
         "RestartCount": c.restart_count, "Driver": c.driver, "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
         "HostConfig": c.host_config, "GraphDriver": graph, "Mounts": _mounts(c),

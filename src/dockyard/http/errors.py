@@ -44,6 +44,8 @@ def status_for(exc: BaseException) -> int:
             return 409
         case errdefs.NotModified():
             return 304
+        case errdefs.Unsupported():
+            return 501
         case errdefs.Forbidden():
             return 403
         case errdefs.Unavailable():

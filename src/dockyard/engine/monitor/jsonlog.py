@@ -13,7 +13,9 @@ loggerutils/logfile.go writes it). Also reading those files back, oldest first.
 
 Defaults differ from dockerd's on purpose: rotation is on (``max-size`` 10m, ``max-file`` 3).
 ``max-size: -1`` turns it off. Sizes are go-units' decimal ones ("10m" = 10,000,000 bytes).
-Not here: the ``labels``/``env``/``tag`` attributes (accepted, not written yet).
+Extra attributes (``labels``/``env``/``tag``, computed by the daemon: engine/logdrivers.py) go
+into every entry as ``"attrs"``, between ``stream`` and ``time``, as Go's encoding/json writes a
+map (keys sorted, ``<>&`` escaped).
 """
 
 from __future__ import annotations
@@ -140,8 +142,24 @@ def escape(data: bytes) -> str:
     return _encode_str(text)
 
 
-def encode_entry(data: bytes, stream: str, ns: int) -> bytes:
+def encode_entry(data: bytes, stream: str, ns: int, attrs: str = "") -> bytes:
+    """One line of the file; ``attrs``: `encode_attrs` of the extra attributes, or ""."""
+    if attrs:
+        return (f'{{"log":{escape(data)},"stream":"{stream}","attrs":{attrs},'
+                f'"time":"{_clock.format(ns)}"}}\n').encode()
     return f'{{"log":{escape(data)},"stream":"{stream}","time":"{_clock.format(ns)}"}}\n'.encode()
+
+
+_GO_HTML = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+            0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def encode_attrs(attrs: dict[str, str]) -> str:
+    """A string map as Go's json.Marshal writes it: keys sorted, HTML characters escaped."""
+    if not attrs:
+        return ""
+    return "{" + ",".join(f"{_encode_str(k).translate(_GO_HTML)}:{_encode_str(v).translate(_GO_HTML)}"
+                          for k, v in sorted(attrs.items())) + "}"
 
 
 class LineSplitter:
@@ -177,6 +195,16 @@ class LineSplitter:
 
 # -- the file ---------------------------------------------------------------------------------
 
+class NoLog:
+    """The none driver: output goes to attached clients only."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class JSONFileWriter:
     """A container's json-file log. `write` takes raw output of one stream; `close` logs
     what is left of unfinished lines. Errors writing are reported through ``on_error`` and
@@ -184,9 +212,11 @@ class JSONFileWriter:
 
     def __init__(self, path: str, opts: LogOptions = LogOptions(), *,
                  clock: Callable[[], int] = time.time_ns,
-                 on_error: Callable[[str], None] = lambda message: None) -> None:
+                 on_error: Callable[[str], None] = lambda message: None,
+                 attrs: dict[str, str] | None = None) -> None:
         self.path = path
         self.opts = opts
+        self.attrs = encode_attrs(attrs or {})
         self.clock = clock
         self.on_error = on_error
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
@@ -216,7 +246,7 @@ class JSONFileWriter:
         batch: list[bytes] = []
         pending = 0
         for msg in messages:
-            entry = encode_entry(msg, stream, ns)
+            entry = encode_entry(msg, stream, ns, self.attrs)
             if cap != -1 and self.size + pending >= cap:
                 self._flush(batch)
                 batch, pending = [], 0

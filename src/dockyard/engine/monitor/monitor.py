@@ -278,9 +278,13 @@ class Monitor:
         os.chdir(req.state_dir)  # socket names stay short (sun_path holds 108 bytes)
         self.claim_socket()
         _unlink(P.EXIT_FILE)
-        self.logfile = jsonlog.JSONFileWriter(
-            req.log_path, jsonlog.parse_log_options(req.log_opts),
-            on_error=lambda message: log.warning("%s: %s", req.container_id, message))
+        if req.log_path:
+            self.logfile = jsonlog.JSONFileWriter(
+                req.log_path, jsonlog.parse_log_options(req.log_opts),
+                on_error=lambda message: log.warning("%s: %s", req.container_id, message),
+                attrs=req.log_attrs)
+        else:  # the none driver
+            self.logfile = jsonlog.NoLog()
         stdio, theirs = self.make_stdio()
         try:
             reply = runtimes.in_child(runtimes.start_container, req, stdio,

@@ -199,7 +199,8 @@ class SpawnRequest:
     ``rootfs_mounts``: `dockyard.snapshot.mounts.Mount` objects as JSON, mounted in order on
     ``<bundle>/rootfs`` before create and unmounted after the exit (empty: the bundle's rootfs
     directory is used as it is). ``log_opts``: json-file options as Docker takes them
-    (``max-size``, ``max-file``, ``compress``). ``runtime``: "dockyard" for the runtime
+    (``max-size``, ``max-file``, ``compress``); ``log_path`` "" keeps no log (driver none);
+    ``log_attrs``: the extra attributes written with every entry. ``runtime``: "dockyard" for the runtime
     library (run by the monitor's helpers, no runtime binary), or the absolute path of a
     runc-compatible binary. ``runtime_root``: its state root; empty: the client's.
     ``start``: False to stop at "created" (attach, set up networking, then
@@ -212,6 +213,7 @@ class SpawnRequest:
     rootfs_mounts: list[dict]
     log_path: str
     log_opts: dict = field(default_factory=dict)
+    log_attrs: dict = field(default_factory=dict)
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool = False
@@ -222,7 +224,8 @@ class SpawnRequest:
     def to_json(self) -> dict:
         return {"container_id": self.container_id, "bundle": self.bundle,
                 "state_dir": self.state_dir, "rootfs_mounts": list(self.rootfs_mounts),
-                "log_path": self.log_path, "log_opts": dict(self.log_opts), "tty": self.tty,
+                "log_path": self.log_path, "log_opts": dict(self.log_opts),
+                "log_attrs": dict(self.log_attrs), "tty": self.tty,
                 "open_stdin": self.open_stdin, "stdin_once": self.stdin_once,
                 "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start}
 
@@ -233,21 +236,25 @@ class SpawnRequest:
             raise InvalidArgument("spawn request: not a JSON object")
         mounts = data.get("rootfs_mounts") or []
         opts = data.get("log_opts") or {}
+        attrs = data.get("log_attrs") or {}
         if not isinstance(mounts, list) or not all(isinstance(m, dict) for m in mounts):
             raise InvalidArgument("spawn request: rootfs_mounts must be a list of objects")
         if not isinstance(opts, dict):
             raise InvalidArgument("spawn request: log_opts must be an object")
+        if not isinstance(attrs, dict):
+            raise InvalidArgument("spawn request: log_attrs must be an object")
         req = cls(container_id=_str(data, "container_id"), bundle=_str(data, "bundle"),
                   state_dir=_str(data, "state_dir"), rootfs_mounts=mounts,
-                  log_path=_str(data, "log_path"),
+                  log_path=_str(data, "log_path", ""),
                   log_opts={str(k): str(v) for k, v in opts.items()},
+                  log_attrs={str(k): str(v) for k, v in attrs.items()},
                   tty=_bool(data, "tty"), open_stdin=_bool(data, "open_stdin"),
                   stdin_once=_bool(data, "stdin_once"),
                   runtime=_str(data, "runtime", "dockyard"),
                   runtime_root=_str(data, "runtime_root", ""),
                   start=data.get("start", True) is not False)
         for key in ("bundle", "state_dir", "log_path", "runtime_root"):
-            if not getattr(req, key).startswith("/"):
+            if not getattr(req, key).startswith("/") and (key != "log_path" or req.log_path):
                 raise InvalidArgument(f"spawn request: {key} must be an absolute path")
         return req
 
