@@ -61,7 +61,7 @@ class VolumeContext(Context):
         return "N/A" if usage is None else human_size(usage.get("Size", 0))
 
     def Group(self) -> str:
-        return ""
+        return "N/A"
 
     def Availability(self) -> str:
         return "N/A"
@@ -85,6 +85,13 @@ def natural_key(name: str) -> list:
             for part in re.split(r"(\d+)", name) if part]
 
 
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split("."))
+    except ValueError:
+        return (0,)
+
+
 def _aliases(name: str, *more: str) -> list[str]:
     return [f"{PROG} volume {n}" for n in (name, *more)]
 
@@ -102,8 +109,8 @@ def cmd_volume_create(ctx: Ctx, argv: list[str]) -> int:
     name = ns.name
     if ns.volume:
         if name:
-            raise CLIError(f"conflicting options: cannot specify a volume-name through both "
-                           f"--name and as a positional arg\nSee '{PROG} volume create --help'.")
+            raise CLIError("conflicting options: cannot specify a volume-name through both "
+                           "--name and as a positional arg")
         name = ns.volume
     opts: dict[str, str] = {}
     for opt in ns.opt:
@@ -171,12 +178,16 @@ def cmd_volume_prune(ctx: Ctx, argv: list[str]) -> int:
     p.flag("-f", "--force", help="Do not prompt for confirmation")
     ns = p.parse(argv)
     filters = parse_filters(ns.filter)
+    old_api = _version(ctx.daemon.api_version) < (1, 42)
     if ns.all:
         if "all" in filters:
             raise CLIError("conflicting options: cannot specify both --all and --filter all=1")
+        if old_api:
+            raise CLIError('"--all" requires API version 1.42, but the Docker daemon API version '
+                           f"is {ctx.daemon.api_version}")
         filters["all"] = {"true": True}
     warning = ("WARNING! This will remove all local volumes not used by at least one container."
-               if ns.all or "all" in filters else
+               if ns.all or "all" in filters or old_api else
                "WARNING! This will remove anonymous local volumes not used by at least one "
                "container.")
     if not ns.force and not confirm(ctx, warning + "\nAre you sure you want to continue?"):
