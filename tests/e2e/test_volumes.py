@@ -523,3 +523,29 @@ def test_live_restore_keeps_volume_mounts_and_references(daemon):
         dk(daemon, "rm", "-f", "lr-user")
     assert not mounted(data_path(daemon, "lr"))
     dk(daemon, "volume", "rm", "lr")
+
+
+@pytest.mark.requires("loop_ext4")
+def test_a_block_device_filesystem_volume(daemon, tmp_path):
+    """type/device/o with a real filesystem: ext4 on a loop device, mounted on first use."""
+    image = tmp_path / "ext4.img"
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    try:
+        dk(daemon, "volume", "create", "--opt", "type=ext4", "--opt", f"device={loop}",
+           "--opt", "o=noatime", "--opt", "uid=1000", "blockvol")
+        path = data_path(daemon, "blockvol")
+        dk(daemon, "run", "--rm", "-v", "blockvol:/b", "busybox", "sh", "-c",
+           "echo on-ext4 > /b/f; grep ' /b ' /proc/mounts | cut -d' ' -f3")
+        assert not mounted(path)
+        out = dk(daemon, "run", "--rm", "-v", "blockvol:/b", "busybox", "sh", "-c",
+                 "cat /b/f; stat -c %u /b; grep ' /b ' /proc/mounts | cut -d' ' -f3,4").stdout
+        lines = out.splitlines()
+        assert lines[:2] == ["on-ext4", "1000"]
+        assert lines[2].startswith("ext4 ") and "noatime" in lines[2]
+        assert not mounted(path)
+        dk(daemon, "volume", "rm", "blockvol")
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)

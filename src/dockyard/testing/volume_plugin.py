@@ -35,6 +35,9 @@ class Plugin:
         os.makedirs(os.path.join(root, "volumes"), exist_ok=True)
         self.log = open(os.path.join(root, "calls.jsonl"), "a", buffering=1)
 
+    def close(self) -> None:
+        self.log.close()
+
     def path(self, name: str) -> str:
         return os.path.join(self.root, "volumes", name)
 
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever()
     finally:
         server.server_close()
+        plugin.close()
     return 0
 
 

@@ -82,6 +82,7 @@ class VolumeService:
     def __init__(self, data_root: str, *, emit: Emit | None = None,
                  socket_dirs: Iterable[str] = SOCKET_DIRS, spec_dirs: Iterable[str] = SPEC_DIRS,
                  plugin_timeout: float = 30.0, local: LocalDriver | None = None):
+        os.makedirs(data_root, mode=0o711, exist_ok=True)
         self.store = VolumeStore(os.path.join(data_root, "dockyard.db"))
         self.local = local or LocalDriver(os.path.join(data_root, "volumes"))
         self.socket_dirs = tuple(socket_dirs)
