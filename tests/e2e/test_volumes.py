@@ -205,6 +205,17 @@ def test_mount_options_and_tmpfs(daemon):
     assert out.splitlines()[1].split()[1] == "512"
 
 
+def test_volume_subpath(daemon):
+    dk(daemon, "run", "--rm", "-v", "withsub:/d", "busybox", "mkdir", "-p", "/d/sub/inner")
+    assert dk(daemon, "run", "--rm", "--mount", "type=volume,src=withsub,dst=/s,volume-subpath=sub",
+              "busybox", "ls", "/s").stdout == "inner\n"
+    res = dk(daemon, "run", "--rm", "--mount",
+             "type=volume,src=withsub,dst=/s,volume-subpath=nosuch", "busybox", "true",
+             check=False)
+    assert res.returncode != 0 and "cannot access path" in res.stderr
+    dk(daemon, "volume", "rm", "withsub")
+
+
 def test_binds_create_missing_host_dirs_but_mounts_do_not(daemon, tmp_path):
     missing = tmp_path / "made" / "by" / "run"
     dk(daemon, "run", "--rm", "-v", f"{missing}:/x", "busybox", "touch", "/x/here")

@@ -79,14 +79,12 @@ class ContainerVolumes:
                 if p.volume is None:
                     continue
                 if p.volume and any(p is q for q in inherited):
-                    svc.get(p.volume)  # it must still exist
+                    rec = svc.get(p.volume)  # it must still exist
                     svc.add_ref(p.volume, c.id)
-                    rec = svc.get(p.volume)
                 else:
-                    existed = bool(p.volume) and svc.store.get(p.volume) is not None
                     rec = svc.create(p.volume or None, p.driver, p.driver_opts, p.labels,
                                      ref=c.id)
-                    if not existed and not p.volume:
+                    if not p.volume:
                         made.append(rec.name)
                 taken.append(rec.name)
                 p.volume, p.driver = rec.name, rec.driver
