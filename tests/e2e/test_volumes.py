@@ -560,3 +560,17 @@ def test_a_block_device_filesystem_volume(daemon, tmp_path):
         dk(daemon, "volume", "rm", "blockvol")
     finally:
         subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_a_failed_create_gives_its_volumes_back(daemon):
+    before = volumes(daemon)
+    with closing(daemon.client()) as client:
+        import docker.errors
+
+        hc = client.api.create_host_config(binds=["/anon-first"], mounts=[
+            {"Type": "volume", "Source": "never", "Target": "/b",
+             "VolumeOptions": {"DriverConfig": {"Name": "nosuch-driver"}}}])
+        with pytest.raises(docker.errors.NotFound, match="error looking up volume plugin"):
+            client.api.create_container("busybox", "true", host_config=hc, name="nocreate")
+    assert volumes(daemon) == before  # the anonymous volume made for /anon-first went again
+    assert dk(daemon, "ps", "-aq", "-f", "name=nocreate").stdout == ""
