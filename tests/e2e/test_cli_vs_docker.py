@@ -340,3 +340,32 @@ def test_prune_matches_docker(docker, dockyard):
     declined = dockyard("system", "prune", input=b"n\n")
     assert declined.returncode == 0 and declined.stdout.endswith("[y/N] ")
     assert "  - all dangling images\n" in declined.stdout
+
+
+# -- volumes ----------------------------------------------------------------------------------------
+
+def test_volume_commands_match_docker(docker, dockyard):
+    for tool, name in ((dockyard, "yardvol"), (docker, "dockvol")):
+        assert ok(tool("volume", "create", "--label", "k=v", "-o", "type=tmpfs", "-o",
+                       "device=tmpfs", name)) == f"{name}\n"
+    for args in (["volume", "ls"], ["volume", "ls", "-q"], ["volume", "list", "-f", "label=k"],
+                 ["volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Labels}} {{.Scope}} "
+                                             "{{.Mountpoint}} {{.Label \"k\"}}"],
+                 ["volume", "ls", "--format", "json"], ["volume", "ls", "--format", "raw"],
+                 ["volume", "ls", "-f", "dangling=true", "-f", "name=vol"],
+                 ["volume", "inspect", "yardvol", "dockvol"],
+                 ["volume", "inspect", "-f", "{{.Name}} {{.Options}}", "yardvol"],
+                 ["volume", "inspect", "nosuch"], ["volume", "inspect", "nosuch", "yardvol"],
+                 ["volume", "rm", "nosuch"], ["volume", "create", "a/b"],
+                 ["volume", "ls", "-f", "bogus=1"], ["volume", "create", "--name", "x2", "x3"],
+                 ["volume", "inspect"], ["volume", "rm"], ["volume", "ls", "extra"]):
+        same(dockyard(*args), docker(*args))
+    assert ok(dockyard("volume", "rm", "yardvol", "dockvol")) == "yardvol\ndockvol\n"
+    declined = dockyard("volume", "prune", input=b"n\n")
+    assert declined.returncode == 0 and declined.stdout == docker(
+        "volume", "prune", input=b"n\n").stdout
+    ok(docker("volume", "create", "prunable"))
+    out = ok(dockyard("volume", "prune", "-f"))  # API 1.41: every unused volume goes
+    assert out.startswith("Deleted Volumes:\n") and "prunable\n" in out
+    same(dockyard("volume", "prune", "-f"), docker("volume", "prune", "-f"))
+    same(dockyard("volume", "prune", "-a", "-f"), docker("volume", "prune", "-a", "-f"))

@@ -121,12 +121,13 @@ def our_spec(env, info: dict, theirs: dict) -> dict:
             hc["ReadonlyPaths"] = None
     by_dest = {m["destination"]: m["source"] for m in theirs["mounts"]}
     etc = {p: by_dest[p] for p in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")}
+    volumes = {m["Destination"]: m["Source"] for m in info["Mounts"] if m["Type"] == "volume"}
     return ocispec.container_spec(
         container_id=info["Id"], config=info["Config"], host_config=hc, image=None,
         rootfs=str(env["rootfs"][info["Config"]["Image"]]),
         container_dir=str(d.data_root / "containers" / info["Id"]),
         cgroup_parent=d.cgroup_parent, hostname=info["Config"]["Hostname"], etc_files=etc,
-        init_path=by_dest.get("/sbin/docker-init", "/usr/bin/docker-init"),
+        init_path=by_dest.get("/sbin/docker-init", "/usr/bin/docker-init"), volumes=volumes,
         daemon=DaemonOptions(data_root=str(d.data_root)), host=dockerd_host(d))
 
 
@@ -312,6 +313,16 @@ def test_mounts_resources_entrypoint(env):
     assert ours["linux"]["rootfsPropagation"] == "rslave"
     assert next(m for m in ours["mounts"] if m["destination"] == "/inroot")["options"] == \
         ["rbind", "rslave"]
+
+
+def test_volume_mounts(env):
+    """Named, anonymous and read-only volumes (one per depth: dockerd's sort is not stable)."""
+    case = run_case(env, "-v", "ocivol:/a", "-v", "/b/anon", "-v", "ocivol2:/c/d/ro:ro",
+                    "--mount", "type=volume,dst=/e/f/g/h", BUSYBOX_TAG, "true")
+    check(case, NEWER_DOCKER)
+    ours = case[1]
+    options = {m["destination"]: m["options"] for m in ours["mounts"]}
+    assert options["/a"] == ["rbind"] and options["/c/d/ro"] == ["rbind", "ro"]
 
 
 @pytest.mark.parametrize("args", [

@@ -19,6 +19,7 @@ from dockyard.api.events import EventRoutes
 from dockyard.api.images import ImageRoutes
 from dockyard.api.system import SystemRoutes
 from dockyard.api.version import common_headers
+from dockyard.api.volumes import VolumeRoutes
 from dockyard.http.router import Route, Router
 from dockyard.http.server import HTTPServer, SocketSpec
 
@@ -31,6 +32,7 @@ def route_table(engine) -> list[Route]:
         events.routes(),
         ImageRoutes(engine).routes(),
         ContainerRoutes(engine).routes(),
+        VolumeRoutes(engine).routes(),
     ]
     routes = [route for table in tables for route in table]
     seen: set[tuple[str, str]] = set()

@@ -54,6 +54,13 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "info": TOP["info"], "df": ("system", "cmd_system_df"),
         "prune": ("system", "cmd_system_prune"),
     },
+    "volume": {
+        "create": ("volume", "cmd_volume_create"), "ls": ("volume", "cmd_volume_ls"),
+        "list": ("volume", "cmd_volume_ls"), "inspect": ("volume", "cmd_volume_inspect"),
+        "rm": ("volume", "cmd_volume_rm"), "remove": ("volume", "cmd_volume_rm"),
+        "prune": ("volume", "cmd_volume_prune"), "export": ("volume", "cmd_volume_export"),
+        "import": ("volume", "cmd_volume_import"),
+    },
 }
 _GLOBAL_VALUE_FLAGS = {"-H", "--host", "--config", "-l", "--log-level", "-c", "--context",
                        "--tlscacert", "--tlscert", "--tlskey"}

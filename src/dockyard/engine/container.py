@@ -92,6 +92,9 @@ class Container:
     hosts_path: str = ""
     resolv_path: str = ""
     snapshot_key: str = ""
+    # Docker's MountPoints, resolved at create (specmounts.MountPoint records); None for a
+    # record written before volumes existed (its Binds and Mounts are parsed at start)
+    mount_points: list[dict] | None = None
 
     def to_record(self) -> dict:
         return asdict(self)

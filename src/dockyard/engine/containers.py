@@ -152,6 +152,7 @@ class ContainerService(ContainerOpsMixin):
 
         config = ocispec.merge_config(config, image.config)
         config["Image"] = image_ref
+        inherited = self.engine.volumes.inherited(host_config)
         args, _env, _cwd = ocispec.resolve_process(config, None)
         cid = secrets.token_hex(32)
         c = Container(id=cid, name=name, image_id=str(image.id), image_ref=image_ref, config=config,
@@ -161,9 +162,12 @@ class ContainerService(ContainerOpsMixin):
                       snapshot_key=f"container-{cid}")
         try:
             await asyncio.to_thread(self._prepare_files, c, image)
+            await asyncio.to_thread(self.engine.volumes.prepare, c, inherited)
             self.store.add(c)
         except BaseException:
             await asyncio.to_thread(self._discard_files, c)
+            if c.mount_points is not None:
+                await asyncio.to_thread(self.engine.volumes.abandon, c)
             raise
         self._containers[c.id] = c
         self._emit(c, "create")
@@ -239,14 +243,29 @@ class ContainerService(ContainerOpsMixin):
                 if c.host_config.get("AutoRemove"):
                     # as dockerd: a --rm container that cannot start is removed (a client
                     # waiting for condition=removed is released)
-                    self._spawn_task(self.remove(c.id, force=True))
+                    self._spawn_task(self.remove(c.id, force=True, volumes=True))
                 raise
 
     async def _start(self, c: Container) -> None:
-        from dockyard.engine.monitor import SpawnRequest, StartError
-
         bundle = os.path.join(self.exec_dir, c.id)
         req = await asyncio.to_thread(self._write_bundle, c, bundle)
+        try:
+            await self._spawn_and_start(c, req)
+        except BaseException:
+            await asyncio.to_thread(self.engine.volumes.unmount, c)
+            raise
+        c.state.set_running(self._handles[c.id].pid)
+        handle = self._handles[c.id]
+        if handle.started_at:
+            c.state.StartedAt = handle.started_at  # the monitor's clock, as FinishedAt is
+        c.has_been_started = True
+        self.store.save(c)
+        self._emit(c, "start")
+        self._spawn_task(self._watch(c, handle))
+
+    async def _spawn_and_start(self, c: Container, req: dict) -> None:
+        from dockyard.engine.monitor import SpawnRequest, StartError
+
         try:
             handle = await self.monitors.spawn(SpawnRequest(**req, start=False))
         except StartError as exc:
@@ -260,13 +279,6 @@ class ContainerService(ContainerOpsMixin):
             self._handles.pop(c.id, None)
             self._fail_start(c, exc)
             raise _start_error("failed to start container", exc) from None
-        c.state.set_running(handle.pid)
-        if handle.started_at:
-            c.state.StartedAt = handle.started_at  # the monitor's clock, as FinishedAt is
-        c.has_been_started = True
-        self.store.save(c)
-        self._emit(c, "start")
-        self._spawn_task(self._watch(c, handle))
 
     def _fail_start(self, c: Container, exc) -> None:
         for fut, _connected in self._attach_waiters.pop(c.id, []):
@@ -309,8 +321,11 @@ class ContainerService(ContainerOpsMixin):
         # /etc/group (as dockerd reads them); the monitor mounts the rootfs again for the
         # container itself
         mount_all(mounts, rootfs)
+        points = None
         try:
             cfg = self.engine.config
+            if c.mount_points is not None:
+                points = self.engine.volumes.mount(c, rootfs)
             spec = ocispec.container_spec(
                 container_id=c.id, config=c.config, host_config=c.host_config, image=None,
                 rootfs=rootfs, container_dir=os.path.join(self.data_dir, c.id),
@@ -318,7 +333,12 @@ class ContainerService(ContainerOpsMixin):
                 hostname=c.config["Hostname"],
                 etc_files={"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path,
                            "/etc/resolv.conf": c.resolv_path},
-                init_path=cfg.init_path)
+                init_path=cfg.init_path, mount_points=points,
+                daemon=self.engine.volumes.daemon_options)
+        except BaseException:
+            if points is not None:
+                self.engine.volumes.unmount(c)
+            raise
         finally:
             self._unmount_rootfs(bundle)
         tmp = os.path.join(bundle, ".config.json.tmp")
@@ -369,6 +389,10 @@ class ContainerService(ContainerOpsMixin):
         ran_for = time.time() - parse_rfc3339(c.state.StartedAt)
         c.state.set_exited(code, oom, finished_at)
         self.store.save(c)
+        try:
+            await asyncio.to_thread(self.engine.volumes.unmount, c)
+        except Exception:  # noqa: BLE001 - logged; the exit is recorded either way
+            log.warning("unmounting the volumes of %s failed", c.id, exc_info=True)
         if oom:
             self._emit(c, "oom")
         self._emit(c, "die", exitCode=str(code))
@@ -383,7 +407,7 @@ class ContainerService(ContainerOpsMixin):
             self.store.save(c)
             self._spawn_task(self._restart_later(c, delay))
         elif c.host_config.get("AutoRemove") and c.id in self._containers:
-            self._spawn_task(self.remove(c.id, force=True))
+            self._spawn_task(self.remove(c.id, force=True, volumes=True))
 
     async def _restart_later(self, c: Container, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -521,6 +545,9 @@ class ContainerService(ContainerOpsMixin):
             if not fut.done():
                 fut.set_exception(NotFound(f"No such container: {c.id}"))
         self.store.remove(c.id)
+        for error in await asyncio.to_thread(self.engine.volumes.release, c,
+                                             remove_anonymous=volumes):
+            log.warning("removing the volumes of %s: %s", c.id, error)
         self._containers.pop(c.id, None)
         self._emit(c, "destroy")
         cond = self._exit_condition(c)
@@ -613,6 +640,7 @@ class ContainerService(ContainerOpsMixin):
         """After a (re)start of the daemon: reconnect to running containers, record the exits
         that happened while we were away, restart what the restart policies say."""
         await asyncio.to_thread(self._remove_orphans)
+        await asyncio.to_thread(self.engine.volumes.restore, list(self._containers.values()))
         for c in list(self._containers.values()):
             if not (c.state.Running or c.state.Restarting):
                 continue

@@ -1,6 +1,7 @@
 """The engine: one object that owns the daemon's services and their lifetimes.
 
-Owns wiring (the image service, the container service, the event log, the monitors) and the
+Owns wiring (the image service, the volumes, the container service, the event log, the
+monitors) and the
 daemon's configuration; the API layer holds one `Engine` and calls into its services. No HTTP
 here. Blocking work (SQLite, file system) is done by the services; async callers use threads.
 """
@@ -29,6 +30,10 @@ class EngineConfig:
     log_level: str = "info"
     cgroup_parent: str = "/dockyard"
     init_path: str = "/usr/bin/tini-static"
+    # where volume plugins are found (Docker's places)
+    plugin_socket_dirs: tuple[str, ...] = ("/run/docker/plugins",)
+    plugin_spec_dirs: tuple[str, ...] = ("/etc/docker/plugins", "/usr/lib/docker/plugins")
+    plugin_timeout: float = 30.0  # seconds for one call to a volume plugin
 
     def __post_init__(self) -> None:
         import shutil
@@ -57,6 +62,9 @@ class Engine:
         self.events = EventLog()
         self.images = ImageService(config.data_root, snapshotter=config.snapshotter,
                                    on_event=self._image_event)
+        from dockyard.engine.volumes import ContainerVolumes
+
+        self.volumes = ContainerVolumes(self)
         from dockyard.engine.containers import ContainerService
 
         self.containers = ContainerService(self)
@@ -74,4 +82,5 @@ class Engine:
 
     async def close(self) -> None:
         await self.containers.close()
+        self.volumes.close()
         self.images.close()

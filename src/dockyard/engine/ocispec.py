@@ -16,8 +16,8 @@ hostinfo (host facts, daemon options); this module assembles them and is the eng
 
 Not done here, on purpose: AppArmor and SELinux (``apparmor=``/``label=`` security options are
 accepted and ignored: dockyard loads no LSM profile); the libnetwork prestart hook (networking
-joins a namespace by path instead); named and anonymous volumes (rejected until the volume layer
-passes their host paths in ``volumes``); user-namespace remapping; the systemd cgroup driver.
+joins a namespace by path instead); creating and mounting volumes (engine/volumes.py does, and
+hands the mount points in); user-namespace remapping; the systemd cgroup driver.
 """
 
 from __future__ import annotations
@@ -333,6 +333,7 @@ def container_spec(*, container_id: str, config: Mapping | None, host_config: Ma
                    init_path: str | None = "/usr/bin/tini-static",
                    namespace_paths: Mapping[str, str] | None = None,
                    shm_path: str | None = None, volumes: Mapping[str, str] | None = None,
+                   mount_points: Sequence | None = None,
                    daemon: DaemonOptions | None = None, host: HostInfo | None = None) -> dict:
     """config.json for a container, as dockerd's createSpec would write it.
 
@@ -342,6 +343,9 @@ def container_spec(*, container_id: str, config: Mapping | None, host_config: Ma
     ``container:<x>`` modes. ``shm_path``: the host directory bound at /dev/shm for ``shareable``
     (default ``<container_dir>/mounts/shm``, which the engine mounts) and ``container:<x>`` IPC.
     ``volumes``: destination -> host path of volumes the volume layer prepared.
+    ``mount_points``: the container's mount points as the engine resolved them at create
+    (specmounts.MountPoint, volumes mounted and sources filled in); given, they replace the
+    parsing of Binds, Mounts and the image's volumes.
     """
     host, daemon = host or HostInfo.probe(), daemon or DaemonOptions()
     # The stored HostConfig again (Config is the stored one too: its Hostname may be filled in
@@ -403,7 +407,7 @@ def container_spec(*, container_id: str, config: Mapping | None, host_config: Ma
         linux["seccomp"] = profile
 
     mounts, propagation = spec_mounts(mounts, cfg, hc, etc_files, container_dir, shm_path,
-                                      volumes or {}, sec, daemon, host)
+                                      volumes or {}, sec, daemon, host, mount_points)
     if propagation:
         linux["rootfsPropagation"] = propagation
     masked = hc.get("MaskedPaths")

@@ -58,7 +58,11 @@ def default_device_rules() -> list[dict]:
 
 @dataclass
 class MountPoint:
-    """A user mount before it becomes OCI: a bind (Binds, Mounts, volumes) or a tmpfs."""
+    """A user mount before it becomes OCI: a bind (Binds, Mounts, volumes) or a tmpfs.
+
+    The same record is what the engine keeps per container (Docker's MountPoint): ``mode``,
+    ``driver`` and the volume fields say what inspect shows and what the volume layer needs.
+    """
 
     destination: str
     kind: str                       # "bind" or "tmpfs"
@@ -70,6 +74,27 @@ class MountPoint:
     recursive_readonly: bool = False
     data: str = ""                  # tmpfs options, comma separated
     volume: str | None = None       # named/anonymous volume name ("" for anonymous)
+    mode: str = ""                  # Docker's Mode: the -v mode string ("z" for named volumes)
+    driver: str = ""                # the volume's driver
+    copy_data: bool = False         # copy the image's content into an empty volume
+    driver_opts: dict | None = None  # VolumeOptions.DriverConfig.Options (create)
+    labels: dict | None = None       # VolumeOptions.Labels (create)
+    subpath: str = ""               # VolumeOptions.Subpath
+    named: bool = False             # the request named the volume (kept by `rm -v`)
+    create_source: bool = False     # a -v bind: a missing host directory is created
+
+    @property
+    def type(self) -> str:
+        """Docker's mount type: bind, volume or tmpfs."""
+        return "volume" if self.volume is not None else self.kind
+
+    def to_record(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
+
+    @classmethod
+    def from_record(cls, data: Mapping) -> "MountPoint":
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def check_target(target: str) -> None:
@@ -117,9 +142,14 @@ def parse_bind(raw: str) -> MountPoint:
     if "nocopy" in opts:
         spec["VolumeOptions"] = {"NoCopy": True}
     try:
-        return parse_mount(spec, check_source=False)
+        point = parse_mount(spec, check_source=False)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{invalid}: {exc}") from None
+    point.mode = mode
+    point.create_source = point.volume is None
+    if point.volume:
+        point.mode = point.mode or "z"  # setBindModeIfNull (local volumes)
+    return point
 
 
 def _mount_error(kind: str, message: str) -> InvalidArgument:
@@ -147,24 +177,41 @@ def parse_mount(m: Mapping, *, check_source: bool) -> MountPoint:
             raise _mount_error(kind, "field VolumeOptions must not be specified")
         if not source.startswith("/"):
             raise _mount_error(kind, f"invalid mount path: '{source}' mount path must be absolute")
-        if check_source and not os.path.exists(source) and not (bind or {}).get("CreateMountpoint"):
+        create = bool((bind or {}).get("CreateMountpoint"))
+        if check_source and not os.path.exists(source) and not create:
             raise _mount_error(kind, f"bind source path does not exist: {source}")
         return MountPoint(dest, "bind", clean_path(source), not readonly, propagation or "rprivate",
                           explicit_propagation=bool(propagation),
                           non_recursive=bool((bind or {}).get("NonRecursive")),
-                          recursive_readonly=bool((bind or {}).get("ReadOnlyForceRecursive")))
+                          recursive_readonly=bool((bind or {}).get("ReadOnlyForceRecursive")),
+                          create_source=create)
     if kind == "tmpfs":
         if bind is not None:
             raise _mount_error(kind, "field BindOptions must not be specified")
         if source:
             raise _mount_error(kind, "field Source must not be specified")
-        return MountPoint(dest, "tmpfs", "tmpfs", data=tmpfs_data(m.get("TmpfsOptions"), readonly))
+        return MountPoint(dest, "tmpfs", "tmpfs", not readonly, propagation="",
+                          data=tmpfs_data(m.get("TmpfsOptions"), readonly))
     if kind == "volume":
         if bind is not None:
             raise _mount_error(kind, "field BindOptions must not be specified")
+        vol = m.get("VolumeOptions") or {}
+        subpath = vol.get("Subpath") or ""
+        if subpath:
+            if not source:
+                raise _mount_error(kind, "must not set Subpath when using anonymous volumes")
+            clean = os.path.normpath(subpath)
+            if subpath.startswith("/") or clean == ".." or clean.startswith("../"):
+                raise _mount_error(kind, "subpath must be a relative path within the volume")
         if readonly and not source:
             raise _mount_error(kind, "must not set ReadOnly mode when using anonymous volumes")
-        return MountPoint(dest, "bind", writable=not readonly, volume=source)
+        driver = vol.get("DriverConfig") or {}
+        return MountPoint(dest, "bind", writable=not readonly, volume=source, propagation="",
+                          mode="z" if source else "", driver=driver.get("Name") or "",
+                          copy_data=not vol.get("NoCopy"),
+                          driver_opts=dict(driver.get("Options") or {}) or None,
+                          labels=dict(vol.get("Labels") or {}) or None, subpath=subpath,
+                          named=bool(source))
     raise _mount_error(kind, "mount type unknown" if kind != "image" else
                        "image mounts are not supported yet")
 
@@ -230,40 +277,91 @@ def _depth(dest: str) -> int:
     return clean_path(dest).count("/")
 
 
-def _collect_mounts(cfg: Mapping, hc: Mapping, daemon: DaemonOptions,
-                    volumes: Mapping[str, str]) -> tuple[list[MountPoint], list[MountPoint]]:
-    """(mount points from Binds, Mounts and volumes; tmpfs mounts), checked as at create."""
+def parse_volumes_from(spec: str) -> tuple[str, str]:
+    """One ``HostConfig.VolumesFrom`` entry, ``container[:mode]`` (ParseVolumesFrom)."""
+    if not spec:
+        raise InvalidArgument("volumes-from specification cannot be an empty string")
+    ident, _, mode = spec.partition(":")
+    if not mode:
+        return ident, "rw"
+    if not _valid_mode(mode):
+        raise InvalidArgument(f"invalid mode: {mode}")
+    opts = mode.split(",")
+    if any(o in _PROPAGATIONS or o == "nocopy" for o in opts):
+        raise InvalidArgument(f"invalid mode: {mode}")
+    return ident, mode
+
+
+def inherit_point(point: MountPoint, mode: str) -> MountPoint:
+    """A mount point of another container as --volumes-from copies it (read-only if either
+    says so; no copy-up)."""
+    out = MountPoint.from_record(point.to_record())
+    out.writable = point.writable and "ro" not in mode.split(",")
+    out.copy_data = False
+    return out
+
+
+def collect_points(cfg: Mapping, hc: Mapping, daemon: DaemonOptions,
+                   inherited: Sequence[MountPoint] = ()) -> tuple[list[MountPoint], list[MountPoint]]:
+    """(mount points from VolumesFrom, Binds, Mounts and the image's volumes; tmpfs mounts),
+    checked as at create; volume points carry their names ("" for anonymous), no sources.
+
+    As registerMountPoints: what VolumesFrom brings is replaced by a bind or mount at the same
+    place; image volumes fill only destinations nothing else (a tmpfs included) covers."""
     points: dict[str, MountPoint] = {}
-    if hc.get("VolumesFrom"):
-        raise InvalidArgument("volumes from other containers are not supported yet (VolumesFrom)")
+    if hc.get("VolumesFrom") and not inherited:
+        raise InvalidArgument("volumes from other containers need the engine (VolumesFrom)")
+    for point in inherited:
+        points[point.destination] = point
+    explicit: set[str] = set()
     for raw in hc.get("Binds") or []:
-        _add_point(points, parse_bind(raw), daemon)
+        point = parse_bind(raw)
+        if point.volume is not None and not point.driver:
+            point.driver = hc.get("VolumeDriver") or ""
+        _add_point(points, explicit, point, daemon)
     for m in hc.get("Mounts") or []:
-        _add_point(points, parse_mount(m, check_source=True), daemon)
+        _add_point(points, explicit, parse_mount(m, check_source=True), daemon)
     tmpfs_dests = {clean_path(d) for d in hc.get("Tmpfs") or {}}
     for dest in cfg.get("Volumes") or {}:
         dest = clean_path(dest)
         if dest not in points and dest not in tmpfs_dests:
-            points[dest] = MountPoint(dest, "bind", volume="")
-    for point in points.values():
-        if point.volume is not None:
-            if point.destination not in volumes:
-                what = f"volume {point.volume!r}" if point.volume else "an anonymous volume"
-                raise InvalidArgument(
-                    f"named volumes are not supported yet: {what} at {point.destination} "
-                    "(bind-mount an absolute host path instead)")
-            point.source = volumes[point.destination]
-    tmpfs = [MountPoint(clean_path(d), "tmpfs", "tmpfs", data=data or "")
+            points[dest] = MountPoint(dest, "bind", volume="", propagation="", copy_data=True,
+                                      driver=hc.get("VolumeDriver") or "")
+    tmpfs = [MountPoint(clean_path(d), "tmpfs", "tmpfs", propagation="", data=data or "")
              for d, data in (hc.get("Tmpfs") or {}).items()]
-    tmpfs += [p for p in points.values() if p.kind == "tmpfs"]
-    binds = [p for p in points.values() if p.kind == "bind" and p.destination not in
+    return list(points.values()), tmpfs
+
+
+def _split_points(points: Sequence[MountPoint], hc: Mapping
+                  ) -> tuple[list[MountPoint], list[MountPoint]]:
+    tmpfs = [MountPoint(clean_path(d), "tmpfs", "tmpfs", propagation="", data=data or "")
+             for d, data in (hc.get("Tmpfs") or {}).items()]
+    tmpfs += [p for p in points if p.kind == "tmpfs"]
+    binds = [p for p in points if p.kind == "bind" and p.destination not in
              {t.destination for t in tmpfs}]
     return binds, tmpfs
 
 
-def _add_point(points: dict[str, MountPoint], point: MountPoint, daemon: DaemonOptions) -> None:
-    if point.destination in points:
+def _collect_mounts(cfg: Mapping, hc: Mapping, daemon: DaemonOptions,
+                    volumes: Mapping[str, str]) -> tuple[list[MountPoint], list[MountPoint]]:
+    """(mount points from Binds, Mounts and volumes; tmpfs mounts), checked as at create;
+    volume sources from ``volumes`` (destination -> host path)."""
+    points, _ = collect_points(cfg, hc, daemon)
+    for point in points:
+        if point.volume is not None:
+            if point.destination not in volumes:
+                what = f"volume {point.volume!r}" if point.volume else "an anonymous volume"
+                raise InvalidArgument(f"{what} at {point.destination} has no host path: volumes "
+                                      "are prepared by the engine's volume layer")
+            point.source = volumes[point.destination]
+    return _split_points(points, hc)
+
+
+def _add_point(points: dict[str, MountPoint], explicit: set[str], point: MountPoint,
+               daemon: DaemonOptions) -> None:
+    if point.destination in explicit:
         raise InvalidArgument(f"Duplicate mount point: {point.destination}")
+    explicit.add(point.destination)
     root = daemon.data_root
     if root and point.kind == "bind" and point.volume is None and (
             point.source.startswith(root) or root.startswith(point.source)):
@@ -330,18 +428,25 @@ def _oci_mount(point: MountPoint) -> dict:
     opts = ["bind" if point.non_recursive else "rbind"]
     if not point.writable:
         opts.append("rro" if point.recursive_readonly else "ro")
-    opts.append(point.propagation)
+    if point.propagation:
+        opts.append(point.propagation)
     return {"destination": point.destination, "type": "bind", "source": point.source,
             "options": opts}
 
 
 def spec_mounts(mounts: list[dict], cfg: Mapping, hc: Mapping, etc_files: Mapping[str, str],
                 container_dir: str, shm_path: str | None, volumes: Mapping[str, str],
-                sec: SecurityOptions, daemon: DaemonOptions, host: HostInfo
-                ) -> tuple[list[dict], str | None]:
+                sec: SecurityOptions, daemon: DaemonOptions, host: HostInfo,
+                points: Sequence[MountPoint] | None = None) -> tuple[list[dict], str | None]:
     """The spec's mounts (WithMounts): defaults minus what the user mounts over, then the
-    user's, shallowest destination first; plus the rootfs propagation shared/slave binds need."""
-    binds, tmpfs = _collect_mounts(cfg, hc, daemon, volumes)
+    user's, shallowest destination first; plus the rootfs propagation shared/slave binds need.
+
+    ``points``: the container's mount points as the engine resolved them (volumes mounted,
+    sources known); without them they are parsed from ``hc`` with ``volumes`` for sources."""
+    if points is None:
+        binds, tmpfs = _collect_mounts(cfg, hc, daemon, volumes)
+    else:
+        binds, tmpfs = _split_points([MountPoint.from_record(p.to_record()) for p in points], hc)
     readonly_root = bool(hc.get("ReadonlyRootfs"))
     net: dict[str, MountPoint] = {}
     for dest in (*_NET_FILES, *(d for d in etc_files if d not in _NET_FILES)):

@@ -27,7 +27,14 @@ def summary(c: Container, engine=None) -> dict:
 
 
 def _mounts(c: Container) -> list[dict]:
-    out = []
+    """Docker's MountPoint list (Type, Name, Source, Destination, Driver, Mode, RW,
+    Propagation), by destination; Name and Driver only for volumes."""
+    from dockyard.engine.volumes import ContainerVolumes
+
+    resolved = ContainerVolumes.inspect_mounts(c)
+    if resolved is not None:
+        return resolved
+    out = []  # a record from before volumes: what its HostConfig says
     for bind in c.host_config.get("Binds") or []:
         parts = bind.split(":")
         if len(parts) < 2:
@@ -108,7 +115,8 @@ def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
                 return False
         elif key == "volume":
             mounts = _mounts(c)
-            if not any(v in (m["Source"], m["Destination"]) for m in mounts for v in values):
+            if not any(v in (m.get("Name"), m["Source"], m["Destination"])
+                       for m in mounts for v in values):
                 return False
         elif key == "expose":
             exposed = set(c.config.get("ExposedPorts") or {})

@@ -48,6 +48,17 @@ class FakeContainers:
         return list(self.summaries)
 
 
+class FakeVolumes:
+    """What the API needs of engine.volumes: the real volume service (plain local volumes
+    need no root), no containers."""
+
+    def __init__(self, data_root, events: EventLog) -> None:
+        from dockyard.volume.service import VolumeService
+
+        self.service = VolumeService(str(data_root), socket_dirs=(), spec_dirs=(),
+                                     emit=lambda a, n, attrs: events.emit("volume", a, n, attrs))
+
+
 class FakeEngine:
     def __init__(self, root) -> None:
         self.config = EngineConfig(data_root=str(root / "data"), exec_root=str(root / "run"),
@@ -56,11 +67,13 @@ class FakeEngine:
         self.images = ImageService(root / "data", snapshotter="native",
                                    on_event=self._image_event)
         self.containers = FakeContainers()
+        self.volumes = FakeVolumes(root / "data", self.events)
 
     def _image_event(self, action, image_id, name):
         self.events.emit("image", action, str(image_id), {"name": name} if name else {})
 
     def close(self) -> None:
+        self.volumes.service.close()
         self.images.close()
 
 

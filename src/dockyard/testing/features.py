@@ -33,6 +33,11 @@ _PROBES = {
     "kvm": lambda: os.access("/dev/kvm", os.R_OK | os.W_OK),
     "overlayfs": lambda: "overlay" in Path("/proc/filesystems").read_text(),
     "userns": lambda: Path("/proc/self/ns/user").exists(),
+    # an ext4 image on a loop device (a mountable filesystem for the local volume driver)
+    "loop_ext4": lambda: (Path("/dev/loop-control").exists()
+                          and shutil.which("losetup") is not None
+                          and shutil.which("mkfs.ext4") is not None
+                          and "\text4" in Path("/proc/filesystems").read_text()),
 }
 
 

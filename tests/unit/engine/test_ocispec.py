@@ -196,11 +196,11 @@ def test_merge_config_with_image():
 
 
 def test_image_user_and_volumes_reach_the_spec(spec, rootfs):
-    with pytest.raises(InvalidArgument, match="named volumes are not supported yet"):
+    with pytest.raises(InvalidArgument, match="an anonymous volume at /vol has no host path"):
         spec({}, image=IMG)  # the image's VOLUME /vol needs the volume layer
     s = spec({}, image=IMG, volumes={"/vol": "/var/lib/dockyard/volumes/x/_data"})
     assert s["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 5, 100]}
-    assert mount(s, "/vol")["options"] == ["rbind", "rprivate"]
+    assert mount(s, "/vol")["options"] == ["rbind"]  # volumes carry no propagation (dockerd)
 
 
 # -- users -------------------------------------------------------------------------------------
@@ -489,8 +489,8 @@ def test_binds_within_the_data_root_become_rslave(spec):
                "invalid mount path: 'rel' mount path must be absolute"),
     ("/a:/b:nocopy", "invalid volume specification: '/a:/b:nocopy': invalid mount config for "
                      "type \"bind\": field VolumeOptions must not be specified"),
-    ("myvol:/data", "named volumes are not supported yet: volume 'myvol' at /data"),
-    ("/data", "named volumes are not supported yet: an anonymous volume at /data"),
+    ("myvol:/data", "volume 'myvol' at /data has no host path"),
+    ("/data", "an anonymous volume at /data has no host path"),
 ])
 def test_bad_binds(spec, bind, message):
     with pytest.raises(InvalidArgument) as exc:
@@ -534,7 +534,11 @@ def test_api_mounts(spec, tmp_path):
      'invalid mount config for type "tmpfs": invalid option: nosuid'),
     ({"Type": "volume", "Target": "/x", "ReadOnly": True},
      'invalid mount config for type "volume": must not set ReadOnly mode when using anonymous volumes'),
-    ({"Type": "volume", "Source": "v", "Target": "/x"}, "named volumes are not supported yet"),
+    ({"Type": "volume", "Source": "v", "Target": "/x"}, "volume 'v' at /x has no host path"),
+    ({"Type": "volume", "Target": "/x", "VolumeOptions": {"Subpath": "a"}},
+     'invalid mount config for type "volume": must not set Subpath when using anonymous volumes'),
+    ({"Type": "volume", "Source": "v", "Target": "/x", "VolumeOptions": {"Subpath": "../a"}},
+     'invalid mount config for type "volume": subpath must be a relative path within the volume'),
     ({"Type": "npipe", "Target": "/x"}, 'invalid mount config for type "npipe": mount type unknown'),
 ])
 def test_bad_api_mounts(spec, m, message):
