@@ -60,15 +60,18 @@ def test_attrs_in_the_file_and_in_logs_details_match_dockerd(daemons):
     ours, ref = daemons
     for d in daemons:
         d.docker("run", "--name", "attrs", *RUN)
-    theirs = _log_lines(ref, "attrs")
-    assert _log_lines(ours, "attrs") == theirs
+    theirs = sorted(_log_lines(ref, "attrs"))  # the two streams may interleave either way
+    assert sorted(_log_lines(ours, "attrs")) == theirs
     assert json.loads(theirs[0])["attrs"]["tag"] == "attrs/busybox:latest/docker/sh -c echo out; echo err >&2"
-    ours_details = ours.docker("logs", "--details", "attrs")
-    ref_details = ref.docker("logs", "--details", "attrs")
-    assert (ours_details.stdout, ours_details.stderr) == (ref_details.stdout, ref_details.stderr)
-    assert ours_details.stdout.startswith("E=x+y,G=3,a=1,b%3Cx%3E=%262,tag=attrs%2F")
-    for d in daemons:
-        d.docker("rm", "attrs")
+    try:
+        ours_details = ours.docker("logs", "--details", "attrs")
+        ref_details = ref.docker("logs", "--details", "attrs")
+        assert (ours_details.stdout, ours_details.stderr) == \
+            (ref_details.stdout, ref_details.stderr)
+        assert ours_details.stdout.startswith("E=x+y,G=3,a=1,b%3Cx%3E=%262,tag=attrs%2F")
+    finally:
+        for d in daemons:
+            d.docker("rm", "attrs")
 
 
 def test_details_without_attributes(daemons):
@@ -88,9 +91,9 @@ def test_none_keeps_nothing_and_logs_answers_501(daemons):
         assert res.returncode == 1
         assert "configured logging driver does not support reading" in res.stderr
         assert d.docker("inspect", "-f", "{{.LogPath}}", cid).stdout.strip() == ""
+        if isinstance(d, DockyardDaemon):
+            assert not glob.glob(f"{d.data_root}/containers/{cid}/*.log")
         d.docker("rm", cid)
-    ours = daemons[0]
-    assert not glob.glob(f"{ours.data_root}/containers/*/*-json.log")
 
 
 def test_local_driver_rotates_and_reads_back(daemons):

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 
 from dockyard.errdefs import InvalidArgument
+from dockyard.metadb import MetaDB
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS volume_volumes (
@@ -83,33 +82,29 @@ class VolumeRecord:
 
 class VolumeStore:
     def __init__(self, path: str):
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._meta = MetaDB(path, _SCHEMA, synchronous="NORMAL")
+        self._db = self._meta.conn
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._meta.close()
 
     def add(self, v: VolumeRecord) -> None:
-        with self._lock:
+        with self._meta.write():
             self._db.execute("INSERT OR REPLACE INTO volume_volumes VALUES (?, ?, ?, ?)",
                              (v.name, v.driver, v.created, json.dumps(v.to_record())))
 
     def get(self, name: str) -> VolumeRecord | None:
-        with self._lock:
+        with self._meta.read():
             row = self._db.execute("SELECT name, driver, created, record FROM volume_volumes "
                                    "WHERE name = ?", (name,)).fetchone()
         return VolumeRecord.from_row(*row) if row else None
 
     def remove(self, name: str) -> None:
-        with self._lock:
+        with self._meta.write():
             self._db.execute("DELETE FROM volume_volumes WHERE name = ?", (name,))
 
     def all(self) -> list[VolumeRecord]:
-        with self._lock:
+        with self._meta.read():
             rows = self._db.execute("SELECT name, driver, created, record FROM volume_volumes "
                                     "ORDER BY name").fetchall()
         return [VolumeRecord.from_row(*r) for r in rows]
