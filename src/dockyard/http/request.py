@@ -165,14 +165,16 @@ class Request:
     # -- answering without a Response --------------------------------------------------------
 
     async def stream(self, status: int = 200, content_type: str = "application/json",
-                     headers: list[tuple[str, str]] = ()) -> ResponseStream:
-        """Start a streaming answer (chunked); the server ends it when the handler returns.
+                     headers: list[tuple[str, str]] = (),
+                     content_length: int | None = None) -> ResponseStream:
+        """Start a streaming answer (chunked, or exactly `content_length` bytes); the server
+        ends it when the handler returns.
 
         If the client goes away, the handler is cancelled (as Go cancels the request's
         context) and writes raise ClientDisconnected.
         """
         fields = self._server.response_fields(content_type, headers)
-        head = self._conn.respond(status, fields, None)
+        head = self._conn.respond(status, fields, None, content_length=content_length)
         self._channel.write(head)
         self._stream = ResponseStream(self._conn, self._channel, self._server.write_timeout)
         await self._stream.flush()
