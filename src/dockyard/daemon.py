@@ -59,6 +59,8 @@ class DaemonOptions:
     tlscacert: str = ""
     tlscert: str = ""
     tlskey: str = ""
+    insecure_registries: list[str] = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)
 
 
 # -- options -------------------------------------------------------------------------------------
@@ -74,6 +76,8 @@ _KEYS = {
     "tlsverify": ("tlsverify", "--tlsverify"), "tlscacert": ("tlscacert", "--tlscacert"),
     "tlscert": ("tlscert", "--tlscert"), "tlskey": ("tlskey", "--tlskey"),
     "debug": ("log_level", "-D/--debug"),
+    "insecure-registries": ("insecure_registries", "--insecure-registry"),
+    "registry-mirrors": ("registry_mirrors", "--registry-mirror"),
 }
 
 
@@ -101,6 +105,11 @@ def argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--tlscacert", help="CA of the client certificates")
     p.add_argument("--tlscert", help="the server's certificate")
     p.add_argument("--tlskey", help="the server's key")
+    p.add_argument("--insecure-registry", dest="insecure_registries", action="append",
+                   metavar="HOST", help="registry (host:port or CIDR) reached without TLS "
+                   "verification, or over plain HTTP (may be repeated)")
+    p.add_argument("--registry-mirror", dest="registry_mirrors", action="append",
+                   metavar="URL", help="preferred mirror of Docker Hub (may be repeated)")
     return p
 
 
@@ -109,7 +118,7 @@ def _flag_values(ns: argparse.Namespace) -> dict[str, object]:
     out: dict[str, object] = {}
     for attr in ("hosts", "data_root", "exec_root", "log_level", "default_runtime", "pidfile",
                  "storage_driver", "cgroup_parent", "tlsverify", "tlscacert", "tlscert",
-                 "tlskey"):
+                 "tlskey", "insecure_registries", "registry_mirrors"):
         value = getattr(ns, attr, None)
         if value is not None:
             out[attr] = value
@@ -326,7 +335,9 @@ def engine_config(opts: DaemonOptions):
     cfg = EngineConfig(data_root=opts.data_root, exec_root=opts.exec_root,
                        hosts=list(opts.hosts), default_runtime=opts.default_runtime,
                        runtimes=dict(opts.runtimes), snapshotter=opts.storage_driver,
-                       log_level=opts.log_level)
+                       log_level=opts.log_level,
+                       insecure_registries=list(opts.insecure_registries),
+                       registry_mirrors=list(opts.registry_mirrors))
     if opts.cgroup_parent:
         cfg.cgroup_parent = opts.cgroup_parent
     try:

@@ -29,6 +29,8 @@ class EngineConfig:
     log_level: str = "info"
     cgroup_parent: str = "/dockyard"
     init_path: str = "/usr/bin/tini-static"
+    insecure_registries: list[str] = field(default_factory=list)  # hosts or CIDRs
+    registry_mirrors: list[str] = field(default_factory=list)     # URLs, for Docker Hub
 
     def __post_init__(self) -> None:
         import shutil
@@ -74,4 +76,6 @@ class Engine:
 
     async def close(self) -> None:
         await self.containers.close()
+        if getattr(self, "distribution", None) is not None:  # made on first use (api/)
+            self.distribution.close()
         self.images.close()

@@ -247,6 +247,15 @@ class ImageService:
             self.store.set_last_tag_time(image.id, now_rfc3339())
         self._event("tag", image.id, ref.familiar())
 
+    def add_digest_ref(self, ref: Reference, image_id: str) -> None:
+        """Record ``repo@digest`` for an image (a pull by digest, a push): RepoDigests."""
+        if not ref.digest:
+            raise InvalidArgument(f"{ref}: not a digest reference")
+        with self._lock, self.store.write():
+            if self.store.get_image(image_id) is None:
+                raise no_such_image(Digest(image_id))
+            self.store.add_ref(ref, image_id)
+
     # -- listing ------------------------------------------------------------------------------
 
     def list(self, *, all: bool = False, filters: Mapping[str, object] | None = None) -> list[Image]:
