@@ -85,3 +85,156 @@ def test_pull_of_a_fresh_image_downloads_and_runs(daemon, ours, image_id):
     run = daemon.docker("run", "--rm", ref, "echo", "pulled", timeout=60)
     assert run.stdout.strip() == "pulled"
     daemon.docker("tag", ref, "busybox:reg")
+
+
+@pytest.fixture(scope="module")
+def refdockerd(tmp_path_factory):
+    from dockyard.testing.refdockerd import RefDockerd
+
+    log_path = tmp_path_factory.mktemp("refdockerd") / "dockerd.log"
+    with RefDockerd(dockyard_runtime=None, log_path=log_path) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def pushed_by_dockerd(refdockerd, ours):
+    """What the reference dockerd pushed to our registry (and pulled back): (ref, id)."""
+    ref_id = refdockerd.import_busybox("busybox:fromref")
+    ref = f"{ours.addr}/ref/busybox:v2"
+    ours.stop()
+    try:
+        with DockyardRegistry(root=ours.root, netns=refdockerd.netns) as inside:
+            assert inside.addr != ours.addr  # a free port of its own; retag for it
+            inner = f"{inside.addr}/ref/busybox:v2"
+            refdockerd.docker("tag", "busybox:fromref", inner)
+            out = refdockerd.docker("push", inner, timeout=120).stdout
+            digest = re.search(r"v2: digest: (sha256:[0-9a-f]{64})", out)[1]
+            refdockerd.docker("rmi", inner, "busybox:fromref")
+            pulled = refdockerd.docker("pull", inner, timeout=120).stdout
+            assert f"Digest: {digest}" in pulled
+            msgs = _pull_messages(refdockerd, inside, "ref/busybox", "v2", fresh=True)
+    finally:
+        ours.start()
+    return ref, ref_id, digest, msgs
+
+
+def _pull_messages(d, registry, repo: str, tag: str, fresh: bool) -> list[dict]:
+    import docker
+
+    client = docker.DockerClient(base_url=d.docker_host, timeout=120)
+    try:
+        if fresh:
+            for image in client.images.list():
+                client.images.remove(image.id, force=True)
+        return list(client.api.pull(f"{registry.addr}/{repo}", tag, stream=True, decode=True))
+    finally:
+        client.close()
+
+
+@pytest.mark.requires("dockerd")
+def test_reference_dockerd_pushes_to_and_pulls_from_our_registry(daemon, pushed_by_dockerd):
+    """What dockerd pushed (and pulled back), dockyard pulls, to the same image ID."""
+    ref, ref_id, digest, _ = pushed_by_dockerd
+    out = daemon.docker("pull", ref, timeout=120).stdout
+    assert f"Digest: {digest}" in out
+    assert daemon.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip() == ref_id
+
+
+@pytest.mark.requires("dockerd")
+def test_pull_progress_messages_match_dockerd(daemon, ours, pushed_by_dockerd):
+    """The JSON stream of a fresh pull, status by status per layer, as dockerd sent it."""
+    ref_msgs = pushed_by_dockerd[3]
+    daemon.docker("rmi", "-f", pushed_by_dockerd[1], check=False)
+    our_msgs = _pull_messages(daemon, ours, "ref/busybox", "v2", fresh=False)
+
+    def split(msgs):
+        layer = {m["status"]: m for m in msgs if m.get("id") and "progressDetail" in m}
+        return [m["status"].split(":")[0] for m in msgs if "id" not in m], layer
+
+    ref_top, ref_layer = split(ref_msgs)
+    our_top, our_layer = split(our_msgs)
+    assert our_top == ref_top
+    assert [m for m in our_msgs if "Pulling from" in m.get("status", "")][0].keys() == \
+        [m for m in ref_msgs if "Pulling from" in m.get("status", "")][0].keys()
+    for status in ("Pulling fs layer", "Downloading", "Verifying Checksum", "Download complete",
+                   "Extracting", "Pull complete"):
+        assert status in ref_layer, ref_layer.keys()
+        assert status in our_layer, our_layer.keys()
+        assert our_layer[status].keys() == ref_layer[status].keys(), status
+        assert our_layer[status]["progressDetail"].keys() == \
+            ref_layer[status]["progressDetail"].keys(), status
+
+
+def test_skopeo_copies_into_our_registry_and_dockyard_pulls_it(daemon, ours, tmp_path):
+    layout = tmp_path / "oci"
+    digest = write_oci_layout(layout, [random_layer(200_000, 7)])
+    out = skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:latest",
+                 f"docker://{ours.addr}/skopeo/img:one")
+    assert out.returncode == 0, out.stderr
+    pulled = daemon.docker("pull", f"{ours.addr}/skopeo/img:one", timeout=60).stdout
+    assert f"Digest: {digest}" in pulled
+
+
+def test_skopeo_copies_out_of_our_registry_and_between_registries(daemon, ours, distribution,
+                                                                  tmp_path):
+    src = f"docker://{ours.addr}/e2e/busybox:v1"
+    out = skopeo("copy", "--src-tls-verify=false", src, f"oci:{tmp_path / 'out'}:x")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "out" / "index.json").read_text())["manifests"]
+    out = skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                 f"docker://{distribution.addr}/e2e/busybox:v1",
+                 f"docker://{ours.addr}/from-distribution/busybox:v1")
+    assert out.returncode == 0, out.stderr
+    out = skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false", src,
+                 f"docker://{distribution.addr}/from-ours/busybox:v1")
+    assert out.returncode == 0, out.stderr
+
+
+def test_multi_arch_index_pull_selects_the_platform(daemon, ours, tmp_path):
+    """An index with amd64 and arm64 images: a plain pull takes this machine's, --platform
+    the other; the image's RepoDigests name the index."""
+    from dockyard.spec.platform import Platform
+
+    amd = write_oci_layout(tmp_path / "amd", [random_layer(1000, 1, "amd64")],
+                           platform=Platform(os="linux", architecture="amd64"))
+    arm = write_oci_layout(tmp_path / "arm", [random_layer(1000, 2, "arm64")],
+                           platform=Platform(os="linux", architecture="arm64", variant="v8"))
+    repo = f"{ours.addr}/multi/arch"
+    for name, path in (("amd", tmp_path / "amd"), ("arm", tmp_path / "arm")):
+        out = skopeo("copy", "--dest-tls-verify=false", f"oci:{path}:latest",
+                     f"docker://{repo}:{name}")
+        assert out.returncode == 0, out.stderr
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [
+                 {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": str(d),
+                  "size": len((tmp_path / p / "blobs" / "sha256" / d.encoded).read_bytes()),
+                  "platform": plat}
+                 for d, p, plat in ((amd, "amd", {"architecture": "amd64", "os": "linux"}),
+                                    (arm, "arm", {"architecture": "arm64", "os": "linux",
+                                                  "variant": "v8"}))]}
+    import urllib.request
+
+    body = json.dumps(index).encode()
+    req = urllib.request.Request(f"{ours.url}/v2/multi/arch/manifests/latest", data=body,
+                                 method="PUT", headers={"Content-Type": index["mediaType"]})
+    with urllib.request.urlopen(req) as resp:
+        index_digest = resp.headers["Docker-Content-Digest"]
+    daemon.docker("pull", f"{repo}:latest", timeout=60)
+    doc = json.loads(daemon.docker("image", "inspect", f"{repo}:latest").stdout)[0]
+    assert doc["Architecture"] == "amd64"
+    assert f"{repo}@{index_digest}" in doc["RepoDigests"]
+    daemon.docker("pull", "--platform", "linux/arm64", f"{repo}:latest", timeout=60)
+    doc = json.loads(daemon.docker("image", "inspect", f"{repo}:latest").stdout)[0]
+    assert doc["Architecture"] == "arm64"
+    out = daemon.docker("pull", f"{repo}@{index_digest}", timeout=60).stdout
+    assert "Digest: " + index_digest in out
+
+
+def test_errors_the_cli_shows(daemon, ours):
+    out = daemon.docker("pull", f"{ours.addr}/e2e/busybox:nope", check=False, timeout=60)
+    assert out.returncode == 1
+    assert f"manifest for {ours.addr}/e2e/busybox:nope not found: manifest unknown" in out.stderr
+    out = daemon.docker("push", f"{ours.addr}/nothing/here:v1", check=False)
+    assert out.returncode == 1 and "No such image" in out.stderr, out.stderr
+    out = daemon.docker("pull", "127.0.0.1:1/x:y", check=False, timeout=60)
+    assert out.returncode == 1 and "127.0.0.1:1" in out.stderr, out.stderr

@@ -247,13 +247,17 @@ class ImageService:
             self.store.set_last_tag_time(image.id, now_rfc3339())
         self._event("tag", image.id, ref.familiar())
 
-    def add_digest_ref(self, ref: Reference, image_id: str) -> None:
-        """Record ``repo@digest`` for an image (a pull by digest, a push): RepoDigests."""
+    def add_digest_ref(self, ref: Reference, image_id: str, *, force: bool = False) -> None:
+        """Record ``repo@digest`` for an image (a pull, a push): RepoDigests. ``force`` moves
+        it from another image, as a pull does (the digest of an index names each platform's
+        image in turn: moby's AddDigest(..., force=true))."""
         if not ref.digest:
             raise InvalidArgument(f"{ref}: not a digest reference")
         with self._lock, self.store.write():
             if self.store.get_image(image_id) is None:
                 raise no_such_image(Digest(image_id))
+            if force and self.store.resolve(str(ref)) not in (None, image_id):
+                self.store.delete_ref(str(ref))
             self.store.add_ref(ref, image_id)
 
     # -- listing ------------------------------------------------------------------------------

@@ -98,12 +98,10 @@ class Puller:
                 raw = self._small_blob(name, manifest_desc, lease, manifest=True)
             manifest = parse_manifest(raw, manifest_desc.media_type)
             new |= self._fetch_all(name, manifest, lease)
-            names = [str(ref)] if not ref.digest else []
-            image = self.images.register(target, names, digest_names=True, platform=platform) \
-                if names else self.images.register(target, [], platform=platform)
-            if ref.digest:
-                self.images.add_digest_ref(Reference(ref.domain, ref.path, None, ref.digest),
-                                           image.id)
+            image = self.images.register(target, [] if ref.digest else [str(ref)],
+                                         platform=platform)
+            self.images.add_digest_ref(Reference(ref.domain, ref.path, None, target.digest),
+                                       image.id, force=True)
         self._unpack(image, manifest)
         return PullResult(image, target.digest, new)
 

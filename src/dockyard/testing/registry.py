@@ -53,7 +53,10 @@ class _Process:
     def url(self) -> str:
         return f"http://{self.addr}"
 
-    def _spawn(self, cmd: list[str]) -> None:
+    def _spawn(self, cmd: list[str], ready_line: str | None = None) -> None:
+        """Start ``cmd``; ready once the port answers (or, for a process in another network
+        namespace, once ``ready_line`` is in its log)."""
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
@@ -61,6 +64,13 @@ class _Process:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"registry exited: {self.log_tail()}")
+            if ready_line is not None:
+                with open(self.log_path, "rb") as f:
+                    f.seek(start)
+                    if ready_line.encode() in f.read():
+                        return
+                time.sleep(0.05)
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
@@ -99,15 +109,20 @@ class _Process:
 class DockyardRegistry(_Process):
     """`dockyard registry serve` on a free port; extra CLI args (auth, TLS) as given."""
 
-    def __init__(self, base: Path | None = None, args: Sequence[str] = ()) -> None:
+    def __init__(self, base: Path | None = None, args: Sequence[str] = (), *,
+                 netns: str | None = None, root: Path | None = None) -> None:
         super().__init__(base)
-        self.root = self.base / "root"
+        self.root = root or self.base / "root"
         self.args = list(args)
+        self.netns = netns  # serve inside this network namespace (a RefDockerd's)
         self.start()
 
     def start(self) -> DockyardRegistry:
-        self._spawn([sys.executable, "-m", "dockyard.registry.cli", "serve", "--root",
-                     str(self.root), "--addr", self.addr, *self.args])
+        cmd = [sys.executable, "-m", "dockyard.registry.cli", "serve", "--root",
+               str(self.root), "--addr", self.addr, *self.args]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        self._spawn(cmd, ready_line=f"listening on {self.addr}")
         return self
 
     def stats(self) -> dict:
