@@ -32,6 +32,8 @@ def argument_parser() -> argparse.ArgumentParser:
                        help="token auth: anyone may pull")
     serve.add_argument("--tls-cert", help="serve HTTPS with this certificate")
     serve.add_argument("--tls-key", help="the certificate's key")
+    serve.add_argument("--rate-limit", type=int, metavar="BYTES",
+                       help="serve each blob at most this many bytes a second (a slow link)")
     serve.add_argument("-l", "--log-level", default="info")
     gc = sub.add_parser("gc", help="delete blobs no manifest references (server stopped)")
     gc.add_argument("--root", required=True)
@@ -64,7 +66,8 @@ async def serve(ns: argparse.Namespace) -> None:
         log.info("purged %d stale uploads", len(purged))
     auth = _auth(ns, "https" if context else "http")
     server, _ = make_registry_server(storage, [(host.strip("[]") or "0.0.0.0", int(port))],
-                                     auth=auth, ssl_context=context)
+                                     auth=auth, ssl_context=context,
+                                     rate_limit=ns.rate_limit)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

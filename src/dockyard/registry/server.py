@@ -53,10 +53,12 @@ def _empty(status: int, headers: list[tuple[str, str]] | None = None) -> Respons
 class RegistryServer:
     """The request handler; `auth` (auth.BasicAuth / auth.TokenAuth) guards every route."""
 
-    def __init__(self, storage: RegistryStorage, auth=None, *, read_only: bool = False) -> None:
+    def __init__(self, storage: RegistryStorage, auth=None, *, read_only: bool = False,
+                 rate_limit: int | None = None) -> None:
         self.storage = storage
         self.auth = auth
         self.read_only = read_only
+        self.rate_limit = rate_limit  # bytes/s per blob download: a slow link, for tests
         self.bytes_sent = 0  # blob bytes served, for tests and benchmarks
         self.blob_gets = 0
         self._routes = [(r.method, compile_pattern(r.pattern), r) for r in self.routes()]
@@ -242,13 +244,20 @@ class RegistryServer:
             stream = await req.stream(status, "application/octet-stream", headers,
                                       content_length=length)
             remaining = length
+            piece = READ_CHUNK if not self.rate_limit else max(self.rate_limit // 20, 1)
+            loop_time = asyncio.get_running_loop().time
+            started = loop_time()
             while remaining > 0:
-                chunk = f.read(min(READ_CHUNK, remaining))
+                chunk = f.read(min(piece, remaining))
                 if not chunk:
                     raise ConnectionError(f"blob {digest} ended early")  # cut the connection
                 await stream.write(chunk)
                 remaining -= len(chunk)
                 self.bytes_sent += len(chunk)
+                if self.rate_limit:
+                    ahead = (length - remaining) / self.rate_limit - (loop_time() - started)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
         finally:
             f.close()
         return None
@@ -353,7 +362,8 @@ def _parse_range(value: str, size: int) -> tuple[int, int]:
 
 
 def make_registry_server(storage: RegistryStorage, sockets: Sequence[SocketSpec], *, auth=None,
-                         ssl_context: ssl.SSLContext | None = None, **options) -> tuple[HTTPServer, RegistryServer]:
-    handler = RegistryServer(storage, auth)
+                         ssl_context: ssl.SSLContext | None = None, rate_limit: int | None = None,
+                         **options) -> tuple[HTTPServer, RegistryServer]:
+    handler = RegistryServer(storage, auth, rate_limit=rate_limit)
     server = HTTPServer(handler, sockets=sockets, headers=[API_HEADER], ssl=ssl_context, **options)
     return server, handler
