@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from dockyard.errdefs import DockyardError, InvalidArgument, NotFound
+from dockyard.errdefs import DockyardError, Forbidden, InvalidArgument, NotFound, Unauthorized
 from dockyard.registry.client import AuthConfig, Client, RegistryOptions, RegistryUnavailable
 from dockyard.registry.pull import Puller
 from dockyard.registry.push import Pusher
@@ -89,6 +89,10 @@ class Distribution:
             try:
                 result = puller.pull(ref, want)
                 break
+            except Unauthorized as exc:
+                # not a 401 to our client: the docker CLI would answer one with a login prompt
+                # (dockerd reports these as plain failures too)
+                raise Forbidden(str(exc)) from None
             except (RegistryUnavailable, NotFound) as exc:
                 if session.host == self._hub_host(ref) or ref.domain != DEFAULT_DOMAIN:
                     raise
@@ -125,8 +129,11 @@ class Distribution:
         if ref.tag:
             self.engine.images.get(str(ref))  # 404 "No such image" before any output
         session = self.client.session(ref.domain, auth)
-        results = Pusher(self.engine.images, session, report=_reporter(emit),
-                         cancelled=cancelled).push(ref)
+        try:
+            results = Pusher(self.engine.images, session, report=_reporter(emit),
+                             cancelled=cancelled).push(ref)
+        except Unauthorized as exc:
+            raise Forbidden(str(exc)) from None
         for r in results:
             emit({"progressDetail": {},
                   "aux": {"Tag": r.tag, "Digest": str(r.digest), "Size": r.size}})

@@ -195,6 +195,8 @@ class TokenAuth:
 
     @staticmethod
     def _granted(claims: dict, name: str | None, actions: str) -> bool:
+        if not actions:  # GET /v2/: any valid token will do (docker login)
+            return True
         for entry in claims.get("access", ()):
             if name is None:
                 if entry.get("type") == "registry" and "*" in entry.get("actions", ()):

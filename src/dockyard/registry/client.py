@@ -295,8 +295,8 @@ class Session:
                 except urllib3.exceptions.HTTPError as exc:
                     raise RegistryUnavailable(f"token service {realm}: {_reason(exc)}") from None
             if resp.status != 200:
-                raise Unauthorized(f"get token from {realm}: {resp.status} "
-                                   f"{_error_text(resp.status, resp.data)}")
+                raise Unauthorized(f"unauthorized: {_error_text(resp.status, resp.data)} "
+                                   f"(token service {realm} answered {resp.status})")
             try:
                 doc = json.loads(resp.data)
                 token = doc.get("token") or doc.get("access_token")
@@ -328,6 +328,10 @@ class Session:
         text = "; ".join(f"{m or c.lower()}" for c, m in errors) or \
             (resp.reason or "") + (f": {body[:200].decode('utf-8', 'replace')}" if body else "")
         codes = {c for c, _ in errors}
+        if resp.status == 401 and self.auth is None and any(
+                c.scheme == "basic" for c in parse_challenges(
+                    resp.headers.get("WWW-Authenticate", ""))):
+            raise Unauthorized(f"{what}: no basic auth credentials")
         if resp.status == 401 or "UNAUTHORIZED" in codes:
             raise Unauthorized(f"{what}: unauthorized: {text}")
         if resp.status == 403 or "DENIED" in codes:

@@ -127,7 +127,7 @@ class RegistryServer:
             raise RegistryError("UNSUPPORTED", "the registry is read-only", status=405)
         if self.auth is None or route.handler in (self.token, self.stats):
             return
-        actions = "*" if route.handler == self.catalog else (
+        actions = "" if route.handler == self.base else "*" if route.handler == self.catalog else (
             "delete" if req.method == "DELETE" and route.handler != self.cancel_upload
             else "pull,push" if writes else "pull")
         self.auth.authorize(req.headers, name, actions)
