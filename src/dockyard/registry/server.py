@@ -305,7 +305,18 @@ class RegistryServer:
                                                 self.storage.upload_offset(upload)))
 
     async def _append(self, req: Request, upload) -> int:
-        """Write the request body at the end of the upload; returns the new offset."""
+        """Write the request body at the end of the upload; returns the new offset. A client
+        that goes away mid-body does not cancel this: what arrived is kept for a resume."""
+        work = asyncio.ensure_future(self._write_body(req, upload))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])
+            if not work.cancelled():
+                work.exception()  # retrieved: the client is gone, nobody to tell
+            raise
+
+    async def _write_body(self, req: Request, upload) -> int:
         writer = await asyncio.to_thread(self.storage.upload_writer, upload)
         try:
             if (rng := req.headers.get("content-range")) is not None:

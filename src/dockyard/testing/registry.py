@@ -197,3 +197,71 @@ def random_layer(size: int, seed: int = 0, name: str = "data.bin") -> bytes:
 def skopeo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "HOME": tempfile.gettempdir()})
+
+
+class ServedRegistry:
+    """Our registry server in this process, on its own event loop thread, on a free port
+    (``with ServedRegistry(root) as reg: reg.url``); `handler` gives its counters."""
+
+    def __init__(self, root: Path, *, auth=None, rate_limit: int | None = None) -> None:
+        from dockyard.registry.storage import RegistryStorage
+
+        self.storage = RegistryStorage(root)
+        self.auth = auth
+        self.rate_limit = rate_limit
+        self.port = free_port()
+        self.handler = None
+        self._loop = None
+        self._thread = None
+        self._stop = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.addr}"
+
+    def __enter__(self) -> ServedRegistry:
+        import asyncio
+        import threading
+
+        from dockyard.http.server import new_event_loop
+        from dockyard.registry.server import make_registry_server
+
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        async def main() -> None:
+            server, self.handler = make_registry_server(
+                self.storage, [("127.0.0.1", self.port)], auth=self.auth,
+                rate_limit=self.rate_limit, shutdown_timeout=2)
+            self._stop = asyncio.Event()
+            async with server:
+                ready.set()
+                await self._stop.wait()
+                server.close()
+
+        def run() -> None:
+            loop = self._loop = new_event_loop()
+            try:
+                loop.run_until_complete(main())
+            except BaseException as exc:  # reported by __enter__ when it failed to start
+                errors.append(exc)
+                ready.set()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="registry", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if errors:
+            raise errors[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
