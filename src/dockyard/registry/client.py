@@ -121,8 +121,12 @@ def registry_host(domain: str) -> str:
 class Client:
     """The connection pools and settings shared by every session of a daemon."""
 
-    def __init__(self, options: RegistryOptions | None = None) -> None:
+    def __init__(self, options: RegistryOptions | None = None, *,
+                 read_timeout: float = READ_TIMEOUT,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.options = options or RegistryOptions()
+        self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
         self._pools: dict[tuple[str, bool], urllib3.PoolManager] = {}
         self._lock = threading.Lock()
         self._schemes: dict[str, str] = {}  # host -> "https" | "http", learnt by ping
@@ -143,8 +147,8 @@ class Client:
                             context.load_verify_locations(ca)
                 pool = urllib3.PoolManager(num_pools=4, maxsize=16, ssl_context=context,
                                            retries=False,
-                                           timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT,
-                                                                   read=READ_TIMEOUT))
+                                           timeout=urllib3.Timeout(connect=self.connect_timeout,
+                                                                   read=self.read_timeout))
                 self._pools[key] = pool
             return pool
 
