@@ -238,3 +238,42 @@ def test_errors_the_cli_shows(daemon, ours):
     assert out.returncode == 1 and "No such image" in out.stderr, out.stderr
     out = daemon.docker("pull", "127.0.0.1:1/x:y", check=False, timeout=60)
     assert out.returncode == 1 and "127.0.0.1:1" in out.stderr, out.stderr
+
+
+def test_dockyard_cli_login_push_pull_logout(daemon, tmp_path, image_id):
+    """Our own CLI: login writes the docker CLI's config.json, push and pull send it."""
+    import os
+    import subprocess
+    import sys
+
+    from dockyard.registry.auth import bcrypt_entry
+
+    (tmp_path / "htpasswd").write_text(bcrypt_entry("bob", "pw") + "\n")
+    env = {**daemon.env, "DOCKER_CONFIG": str(tmp_path / "cfg")}
+
+    def dockyard(*args, input=None):
+        return subprocess.run([sys.executable, "-m", "dockyard.cli", *args], env=env,
+                              input=input, capture_output=True, text=True, timeout=60)
+
+    with DockyardRegistry(args=["--auth", "token", "--htpasswd",
+                                str(tmp_path / "htpasswd")]) as reg:
+        ref = f"{reg.addr}/cli/busybox:v3"
+        assert dockyard("tag", "busybox:reg", ref).returncode == 0
+        out = dockyard("login", reg.addr, "-u", "bob", "--password-stdin", input="pw\n")
+        assert out.returncode == 0 and "Login Succeeded" in out.stdout, out.stderr
+        config = json.loads((tmp_path / "cfg" / "config.json").read_text())
+        assert config["auths"][reg.addr]["auth"]
+        assert oct(os.stat(tmp_path / "cfg" / "config.json").st_mode & 0o777) == "0o600"
+        out = dockyard("push", ref)
+        assert out.returncode == 0 and "v3: digest: sha256:" in out.stdout, out.stderr
+        dockyard("rmi", ref)
+        out = dockyard("pull", ref)
+        assert out.returncode == 0 and out.stdout.strip().endswith(ref), out.stdout + out.stderr
+        # the docker CLI reads the same login
+        out = subprocess.run(["docker", "pull", ref], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert dockyard("logout", reg.addr).stdout.strip() == \
+            f"Removing login credentials for {reg.addr}"
+        out = dockyard("pull", ref)
+        assert out.returncode == 1 and "unauthorized" in out.stderr.lower(), out.stderr

@@ -18,11 +18,10 @@ import threading
 from collections.abc import Callable
 
 from dockyard.api.images import progress_bar
-from dockyard.engine.distribution import Distribution
+from dockyard.engine.distribution import AuthConfig, Distribution
 from dockyard.errdefs import InvalidArgument
 from dockyard.http.request import Request, Response, json_response
 from dockyard.http.router import Route
-from dockyard.registry.client import AuthConfig
 
 log = logging.getLogger(__name__)
 

@@ -209,4 +209,4 @@ def _detail(current: int | None, total: int | None) -> dict:
     return out
 
 
-__all__ = ["Distribution", "DockyardError", "pull_reference"]
+__all__ = ["AuthConfig", "Distribution", "DockyardError", "pull_reference"]
