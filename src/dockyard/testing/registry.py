@@ -41,6 +41,7 @@ class _Process:
     def __init__(self, base: Path | None) -> None:
         self._own_base = base is None
         self.base = Path(tempfile.mkdtemp(prefix="dockyard-reg-")) if base is None else base
+        self.base.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.base / "registry.log"
