@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import tarfile
+import time
 
 import pytest
 
@@ -27,6 +28,11 @@ def daemon(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def started() -> float:
+    return time.time() - 1
+
+
+@pytest.fixture(scope="module")
 def ours():
     with DockyardRegistry() as reg:
         yield reg
@@ -39,7 +45,7 @@ def distribution():
 
 
 @pytest.fixture(scope="module")
-def image_id(daemon, busybox_rootfs, tmp_path_factory) -> str:
+def image_id(daemon, busybox_rootfs, tmp_path_factory, started) -> str:
     path = tmp_path_factory.mktemp("rootfs") / "busybox.tar"
     with tarfile.open(path, "w") as tar:
         for entry in sorted(busybox_rootfs.iterdir()):
@@ -277,3 +283,22 @@ def test_dockyard_cli_login_push_pull_logout(daemon, tmp_path, image_id):
             f"Removing login credentials for {reg.addr}"
         out = dockyard("pull", ref)
         assert out.returncode == 1 and "unauthorized" in out.stderr.lower(), out.stderr
+
+
+def test_distribution_inspect_and_pull_push_events(daemon, ours, started):
+    client = daemon.client()
+    try:
+        data = client.images.get_registry_data(f"{ours.addr}/e2e/busybox:v1")
+        raw = client.api.inspect_distribution(f"{ours.addr}/e2e/busybox:v1")
+        assert raw["Descriptor"]["mediaType"] in ("application/vnd.oci.image.manifest.v1+json",
+                                                  "application/vnd.docker.distribution."
+                                                  "manifest.v2+json")
+        assert raw["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
+        assert data.id == raw["Descriptor"]["digest"]
+        events = list(client.events(since=started, until=time.time() + 1, decode=True,
+                                    filters={"type": "image"}))
+    finally:
+        client.close()
+    actions = {(e["Action"], e["Actor"]["Attributes"].get("name")) for e in events}
+    assert ("push", f"{ours.addr}/e2e/busybox:v1") in actions
+    assert ("pull", f"{ours.addr}/e2e/busybox:v1") in actions

@@ -240,9 +240,12 @@ class RegistryServer:
         f = self.storage.open_blob(name, digest)
         self.blob_gets += 1
         try:
-            f.seek(start)
             stream = await req.stream(status, "application/octet-stream", headers,
                                       content_length=length)
+            if not self.rate_limit:
+                self.bytes_sent += await stream.sendfile(f, start, length)
+                return None
+            f.seek(start)
             remaining = length
             piece = READ_CHUNK if not self.rate_limit else max(self.rate_limit // 20, 1)
             loop_time = asyncio.get_running_loop().time
