@@ -162,13 +162,19 @@ def test_pull_progress_messages_match_dockerd(daemon, ours, pushed_by_dockerd):
     assert our_top == ref_top
     assert [m for m in our_msgs if "Pulling from" in m.get("status", "")][0].keys() == \
         [m for m in ref_msgs if "Pulling from" in m.get("status", "")][0].keys()
+    # dockerd's transfer watchers keep only a layer's latest progress, so a fast download may
+    # skip its intermediate lines; those are compared when dockerd sent them
     for status in ("Pulling fs layer", "Downloading", "Verifying Checksum", "Download complete",
                    "Extracting", "Pull complete"):
-        assert status in ref_layer, ref_layer.keys()
         assert status in our_layer, our_layer.keys()
+        if status not in ref_layer:
+            assert status in ("Downloading", "Verifying Checksum", "Extracting"), status
+            continue
         assert our_layer[status].keys() == ref_layer[status].keys(), status
         assert our_layer[status]["progressDetail"].keys() == \
             ref_layer[status]["progressDetail"].keys(), status
+    assert set(our_layer["Downloading"]["progressDetail"]) == {"current", "total"}
+    assert our_layer["Downloading"]["progress"].startswith("[")
 
 
 def test_skopeo_copies_into_our_registry_and_dockyard_pulls_it(daemon, ours, tmp_path):
