@@ -92,6 +92,7 @@ class RegistryOptions:
     insecure: list[str] = field(default_factory=list)  # hosts (host:port) or CIDRs
     mirrors: list[str] = field(default_factory=list)   # URLs, for docker.io only (as dockerd)
     certs_dirs: tuple[str, ...] = CERTS_DIRS
+    loopback_insecure: bool = True  # dockerd's default insecure 127.0.0.0/8
 
     def is_insecure(self, host: str) -> bool:
         if host in self.insecure:
@@ -99,12 +100,13 @@ class RegistryOptions:
         name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") \
             else host
         if name == "localhost":
-            return True
+            return self.loopback_insecure
         try:
             addr = ipaddress.ip_address(name)
         except ValueError:
             return False
-        nets = ["127.0.0.0/8", "::1/128"] + [c for c in self.insecure if "/" in c]
+        nets = ["127.0.0.0/8", "::1/128"] if self.loopback_insecure else []
+        nets += [c for c in self.insecure if "/" in c]
         for cidr in nets:
             try:
                 if addr in ipaddress.ip_network(cidr, strict=False):
@@ -137,9 +139,10 @@ class Client:
             pool = self._pools.get(key)
             if pool is None:
                 context = ssl.create_default_context()
-                if not verify:
+                if not verify:  # an insecure registry, as configured: no warning per request
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
+                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
                 else:
                     for base in self.options.certs_dirs:
                         ca = os.path.join(base, host, "ca.crt")
