@@ -308,3 +308,17 @@ def test_distribution_inspect_and_pull_push_events(daemon, ours, started):
     actions = {(e["Action"], e["Actor"]["Attributes"].get("name")) for e in events}
     assert ("push", f"{ours.addr}/e2e/busybox:v1") in actions
     assert ("pull", f"{ours.addr}/e2e/busybox:v1") in actions
+
+
+def test_registry_mirror_serves_docker_hub_names(ours, image_id, daemon, tmp_path):
+    """--registry-mirror: a Docker Hub reference is pulled from the mirror (no internet here,
+    so the hub itself would fail)."""
+    ref = f"{ours.addr}/library/busybox:mirrored"
+    daemon.docker("tag", "busybox:reg", ref)
+    daemon.docker("push", ref, timeout=60)
+    with DockyardDaemon(log_path=tmp_path / "mirror.log",
+                        extra_args=["--registry-mirror", f"http://{ours.addr}"]) as d:
+        out = d.docker("pull", "busybox:mirrored", timeout=60).stdout
+        assert "Downloaded newer image for busybox:mirrored" in out, out
+        assert d.docker("image", "inspect", "-f", "{{.Id}}", "busybox:mirrored").stdout.strip() \
+            == image_id
