@@ -243,7 +243,8 @@ class RegistryServer:
             stream = await req.stream(status, "application/octet-stream", headers,
                                       content_length=length)
             if not self.rate_limit:
-                self.bytes_sent += await stream.sendfile(f, start, length)
+                sent = await stream.sendfile(f, start, length)
+                self.bytes_sent += sent  # not `+= await`: that reads the counter before waiting
                 return None
             f.seek(start)
             remaining = length

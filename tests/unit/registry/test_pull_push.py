@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -95,7 +96,12 @@ def test_pull_resumes_a_partial_blob_with_a_range_request(tmp_path, source, targ
         first_layer = source.manifest("app:v1").layers[0]
         assert puller.fetched_bytes == layer.size - len(head) + first_layer.size
         config = source.manifest("app:v1").config
-        assert reg.handler.bytes_sent - sent == puller.fetched_bytes + config.size
+        expected = puller.fetched_bytes + config.size
+        for _ in range(100):  # the server counts a blob once its sendfile thread is back
+            if reg.handler.bytes_sent - sent == expected:
+                break
+            time.sleep(0.01)
+        assert reg.handler.bytes_sent - sent == expected
         assert target.content.exists(layer.digest) and target.content.list_ingests() == []
 
 
@@ -112,7 +118,8 @@ def test_a_blob_that_does_not_match_its_digest_is_not_committed(tmp_path, source
         with pytest.raises(InvalidArgument, match="digest mismatch"):
             _pull(target, client, reg)
         assert not target.content.exists(layer.digest)
-        assert target.content.list_ingests() == []  # a corrupt download is not resumed
+        # a corrupt download is not kept for a resume (another layer's, cut short, may be)
+        assert f"pull-{layer.digest}" not in [i.ref for i in target.content.list_ingests()]
         with pytest.raises(Exception):
             target.get(f"{reg.addr}/team/app:v1")
 
