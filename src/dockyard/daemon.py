@@ -61,6 +61,7 @@ class DaemonOptions:
     tlskey: str = ""
     insecure_registries: list[str] = field(default_factory=list)
     registry_mirrors: list[str] = field(default_factory=list)
+    registry_listen: str = ""  # HOST:PORT: also serve our registry (<data-root>/registry)
 
 
 # -- options -------------------------------------------------------------------------------------
@@ -78,6 +79,7 @@ _KEYS = {
     "debug": ("log_level", "-D/--debug"),
     "insecure-registries": ("insecure_registries", "--insecure-registry"),
     "registry-mirrors": ("registry_mirrors", "--registry-mirror"),
+    "registry-listen": ("registry_listen", "--registry-listen"),
 }
 
 
@@ -110,6 +112,9 @@ def argument_parser() -> argparse.ArgumentParser:
                    "verification, or over plain HTTP (may be repeated)")
     p.add_argument("--registry-mirror", dest="registry_mirrors", action="append",
                    metavar="URL", help="preferred mirror of Docker Hub (may be repeated)")
+    p.add_argument("--registry-listen", metavar="HOST:PORT",
+                   help="also serve a registry (OCI distribution API) on HOST:PORT, stored "
+                        "under <data-root>/registry")
     return p
 
 
@@ -118,7 +123,7 @@ def _flag_values(ns: argparse.Namespace) -> dict[str, object]:
     out: dict[str, object] = {}
     for attr in ("hosts", "data_root", "exec_root", "log_level", "default_runtime", "pidfile",
                  "storage_driver", "cgroup_parent", "tlsverify", "tlscacert", "tlscert",
-                 "tlskey", "insecure_registries", "registry_mirrors"):
+                 "tlskey", "insecure_registries", "registry_mirrors", "registry_listen"):
         value = getattr(ns, attr, None)
         if value is not None:
             out[attr] = value
@@ -362,7 +367,8 @@ async def serve(opts: DaemonOptions, ready: asyncio.Event | None = None) -> None
         engine = Engine(config)  # opens the stores: brief, before serving
         try:
             await engine.start()
-            async with make_server(engine, sockets, ssl_context=ssl_context) as server:
+            async with make_server(engine, sockets, ssl_context=ssl_context) as server, \
+                    _registry_server(opts):
                 for host in opts.hosts:
                     log.info("API listen on %s", host)
                 log.info("daemon has completed initialization")
@@ -377,6 +383,15 @@ async def serve(opts: DaemonOptions, ready: asyncio.Event | None = None) -> None
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def _registry_server(opts: DaemonOptions):
+    """Our registry server beside the API when --registry-listen asks for it."""
+    if not opts.registry_listen:
+        return contextlib.nullcontext()
+    from dockyard.registry.cli import daemon_registry
+
+    return daemon_registry(os.path.join(opts.data_root, "registry"), opts.registry_listen)
 
 
 def _on_signal(sig: int, stopping: asyncio.Event) -> None:

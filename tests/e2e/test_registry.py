@@ -322,3 +322,18 @@ def test_registry_mirror_serves_docker_hub_names(ours, image_id, daemon, tmp_pat
         assert "Downloaded newer image for busybox:mirrored" in out, out
         assert d.docker("image", "inspect", "-f", "{{.Id}}", "busybox:mirrored").stdout.strip() \
             == image_id
+
+
+def test_daemon_serves_a_registry_with_registry_listen(daemon, tmp_path, image_id):
+    from dockyard.testing.registry import free_port
+
+    addr = f"127.0.0.1:{free_port()}"
+    with DockyardDaemon(log_path=tmp_path / "withreg.log",
+                        extra_args=["--registry-listen", addr]) as d:
+        ref = f"{addr}/served/busybox:v1"
+        daemon.docker("tag", "busybox:reg", ref)
+        out = daemon.docker("push", ref, timeout=60).stdout
+        assert "v1: digest: sha256:" in out
+        d.docker("pull", ref, timeout=60)
+        assert d.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip() == image_id
+        assert (d.data_root / "registry" / "repositories" / "served" / "busybox").is_dir()

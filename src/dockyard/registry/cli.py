@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
@@ -77,6 +78,19 @@ async def serve(ns: argparse.Namespace) -> None:
         print(f"listening on {ns.addr}", file=sys.stderr, flush=True)
         await stopping.wait()
         server.close()
+
+
+@contextlib.asynccontextmanager
+async def daemon_registry(root: str, addr: str):
+    """The registry server run by the daemon (--registry-listen), no auth, until the block
+    ends."""
+    host, _, port = addr.rpartition(":")
+    storage = RegistryStorage(root)
+    storage.purge_uploads()
+    server, _ = make_registry_server(storage, [(host.strip("[]") or "0.0.0.0", int(port))])
+    async with server:
+        log.info("registry listening on %s", addr)
+        yield server
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,6 +183,8 @@ class _BadRegistry:
 @pytest.mark.parametrize("answer,expected", [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n<html></html>", "not a manifest"),
     (b"garbage\r\n\r\n", "cannot reach"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+     b"Content-Length: 5000000\r\n\r\n{", "exceeds the limit"),
     (None, "timed out"),
 ])
 def test_a_registry_that_answers_garbage_or_stalls(target, answer, expected):
