@@ -194,7 +194,17 @@ class Session:
             try:
                 resp = self._pool(scheme).request("GET", f"{scheme}://{self.host}/v2/",
                                                   headers={"User-Agent": USER_AGENT},
-                                                  redirect=False)
+                                                  redirect=False, preload_content=False)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                last = exc
+                continue
+            length = resp.headers.get("Content-Length", "")
+            try:
+                if length.isdigit() and int(length) <= 65536:
+                    resp.drain_conn()  # a small body ("{}"): keep the connection
+                    resp.release_conn()
+                else:
+                    resp.close()  # a probe needs no body; an odd one is not read
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 last = exc
                 continue
