@@ -12,7 +12,9 @@ an OCI layout and copied with skopeo into each registry.
 - push: ``docker push`` of the pulled image to a fresh, empty registry (a new storage
   directory per run, so every blob is uploaded and none is mounted), our server both times.
 - concurrent: 8 ``skopeo copy`` of the image at once from our registry and from
-  docker-registry, into ``dir:`` destinations on tmpfs, wall time of the eight.
+  docker-registry, into ``dir:`` destinations on tmpfs, wall time of the eight, and the CPU
+  time the server process spent (the eight skopeo clients, hashing and writing, are most of
+  the load on two cores, so the wall time is close to theirs either way).
 
 Runs interleave the two sides (dockyard, dockerd, dockyard, ...). Prints the median seconds,
 MB/s, and the ratio dockyard/reference (below 1: dockyard is faster).
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -89,8 +92,17 @@ def bench_pull_push(layout: Path, runs: int, base: Path) -> dict:
     return results
 
 
-def bench_concurrent(layout: Path, runs: int, base: Path, clients: int = 8) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its reaped children, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def bench_concurrent(layout: Path, runs: int, base: Path, clients: int = 8,
+                     cpu: dict | None = None) -> dict:
     results: dict[str, list[float]] = {"dockyard": [], "docker-registry": []}
+    cpu = {} if cpu is None else cpu
     shm = Path(tempfile.mkdtemp(prefix="regbench-", dir="/dev/shm"))
     try:
         with DockyardRegistry(base / "conc-ours") as ours, \
@@ -112,11 +124,14 @@ def bench_concurrent(layout: Path, runs: int, base: Path, clients: int = 8) -> d
                         with ThreadPoolExecutor(clients) as pool:
                             list(pool.map(one, dests))
 
+                    before = _cpu_seconds(reg.proc.pid)
                     t = _timed(all_of)
+                    cpu.setdefault(name, []).append(_cpu_seconds(reg.proc.pid) - before)
                     results[name].append(t)
                     for d in dests:
                         shutil.rmtree(d, ignore_errors=True)
-                    print(f"8 pulls {name} run {i}: {t:.2f}s", file=sys.stderr)
+                    print(f"8 pulls {name} run {i}: {t:.2f}s, server CPU "
+                          f"{cpu[name][-1]:.2f}s", file=sys.stderr)
     finally:
         shutil.rmtree(shm, ignore_errors=True)
     return results
@@ -149,18 +164,24 @@ def main(argv: list[str] | None = None) -> int:
                                   for i in range(ns.layers)], compress=False)
         size = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
         results = bench_pull_push(layout, ns.runs, base)
-        results["concurrent"] = bench_concurrent(layout, max(ns.runs - 1, 1), base)
+        cpu: dict[str, list[float]] = {}
+        results["concurrent"] = bench_concurrent(layout, ns.runs, base, cpu=cpu)
         report = summary(size, results)
+        report["concurrent_server_cpu_s"] = {k: round(statistics.median(v), 2)
+                                             for k, v in cpu.items()}
     finally:
         shutil.rmtree(base, ignore_errors=True)
     if ns.json:
         print(json.dumps(report, indent=2))
     else:
+        server_cpu = report.pop("concurrent_server_cpu_s")
         for op, sides in report.items():
             ratio = sides.pop("ratio")
             for name, r in sides.items():
                 print(f"{op:10} {name:16} median {r['median_s']:7.2f}s  {r['MB_per_s']:8.1f} MB/s")
             print(f"{op:10} ratio dockyard/reference: {ratio:.2f}")
+        print("concurrent server CPU seconds (median): " +
+              ", ".join(f"{k} {v:.2f}" for k, v in server_cpu.items()))
     return 0
 
 
