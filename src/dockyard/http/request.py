@@ -265,7 +265,8 @@ def _sendfile_pool():
     if not _POOL:
         import concurrent.futures
 
-        _POOL.append(concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="sendfile"))
+        # one thread per transfer in flight, each mostly asleep in poll(2)
+        _POOL.append(concurrent.futures.ThreadPoolExecutor(256, thread_name_prefix="sendfile"))
     return _POOL[0]
 
 

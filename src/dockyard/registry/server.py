@@ -19,11 +19,13 @@ import asyncio
 import logging
 import re
 import ssl
+from collections import OrderedDict
 from collections.abc import Sequence
 from urllib.parse import quote
 
 import orjson
 
+from dockyard.content.store import Writer
 from dockyard.http.errors import RequestTooLarge
 from dockyard.http.request import Request, Response
 from dockyard.http.router import Route, compile_pattern
@@ -36,6 +38,7 @@ from dockyard.spec.image import MAX_MANIFEST_SIZE
 log = logging.getLogger(__name__)
 
 API_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+MAX_OPEN_UPLOADS = 64
 READ_CHUNK = 1 << 20
 DEFAULT_PAGE = 1000
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -59,6 +62,7 @@ class RegistryServer:
         self.auth = auth
         self.read_only = read_only
         self.rate_limit = rate_limit  # bytes/s per blob download: a slow link, for tests
+        self._writers: OrderedDict[str, Writer] = OrderedDict()  # upload uuid -> open writer
         self.bytes_sent = 0  # blob bytes served, for tests and benchmarks
         self.blob_gets = 0
         self._routes = [(r.method, compile_pattern(r.pattern), r) for r in self.routes()]
@@ -320,8 +324,22 @@ class RegistryServer:
                 work.exception()  # retrieved: the client is gone, nobody to tell
             raise
 
+    async def _open_writer(self, upload) -> Writer:
+        """The session's writer: kept open between its requests (opening one re-reads and
+        re-hashes everything written so far, which chunked uploads would pay per chunk)."""
+        writer = self._writers.pop(upload.uuid, None)
+        if writer is None:
+            writer = await asyncio.to_thread(self.storage.upload_writer, upload)
+        return writer
+
+    def _park_writer(self, upload, writer: Writer) -> None:
+        self._writers[upload.uuid] = writer
+        while len(self._writers) > MAX_OPEN_UPLOADS:
+            _, oldest = self._writers.popitem(last=False)
+            oldest.close()  # its bytes stay; the next request reopens it
+
     async def _write_body(self, req: Request, upload) -> int:
-        writer = await asyncio.to_thread(self.storage.upload_writer, upload)
+        writer = await self._open_writer(upload)
         try:
             if (rng := req.headers.get("content-range")) is not None:
                 m = _CONTENT_RANGE_RE.fullmatch(rng.strip())
@@ -332,7 +350,7 @@ class RegistryServer:
                 writer.write(chunk)
             return writer.offset
         finally:
-            writer.close()  # the bytes stay for the next request of the session
+            self._park_writer(upload, writer)  # the bytes stay for the session's next request
 
     async def patch_upload(self, req: Request) -> Response:
         name = req.params["name"]
@@ -348,16 +366,19 @@ class RegistryServer:
         digest = parse_digest(given)
         upload = self.storage.get_upload(name, req.params["uuid"])
         await self._append(req, upload)
-        writer = await asyncio.to_thread(self.storage.upload_writer, upload)
+        writer = await self._open_writer(upload)
         try:
             await asyncio.to_thread(self.storage.finish_upload, upload, writer, digest)
         finally:
-            writer.close()
+            writer.close()  # a no-op after the commit or the abort
         return _empty(201, [("Location", f"/v2/{name}/blobs/{digest}"),
                             ("Docker-Content-Digest", str(digest))])
 
     async def cancel_upload(self, req: Request) -> Response:
         upload = self.storage.get_upload(req.params["name"], req.params["uuid"])
+        parked = self._writers.pop(upload.uuid, None)
+        if parked is not None:
+            parked.close()
         await asyncio.to_thread(self.storage.cancel_upload, upload)
         return _empty(204)
 

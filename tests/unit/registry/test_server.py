@@ -228,3 +228,23 @@ def test_referrers_and_delete_then_gc(reg, http):
         and not reg.storage.content.exists(layer)
     assert reg.storage.content.exists(Digest(digest_of(raw)))  # still referenced by a revision
     assert http.request("HEAD", f"{reg.url}/v2/r/blobs/{layer}").status == 404
+
+
+def test_a_chunked_upload_keeps_its_writer_open_between_chunks(reg, http):
+    """Reopening an ingest re-reads everything written so far: once per session, not per chunk."""
+    opened = []
+    original = reg.storage.upload_writer
+    reg.storage.upload_writer = lambda upload: opened.append(upload) or original(upload)
+    r = http.request("POST", f"{reg.url}/v2/chunks/blobs/uploads/")
+    loc = reg.url + r.headers["Location"]
+    data = b""
+    for i in range(5):
+        piece = bytes([i]) * 10_000
+        r = http.request("PATCH", loc, body=piece,
+                         headers={"Content-Range": f"{len(data)}-{len(data) + 9_999}"})
+        assert r.status == 202, r.data
+        data += piece
+    r = http.request("PUT", f"{loc}?digest={digest_of(data)}", body=b"")
+    assert r.status == 201, r.data
+    assert len(opened) == 1
+    assert http.request("GET", f"{reg.url}/v2/chunks/blobs/{digest_of(data)}").data == data
