@@ -337,3 +337,15 @@ def test_daemon_serves_a_registry_with_registry_listen(daemon, tmp_path, image_i
         d.docker("pull", ref, timeout=60)
         assert d.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip() == image_id
         assert (d.data_root / "registry" / "repositories" / "served" / "busybox").is_dir()
+
+
+def test_pull_all_tags(daemon, ours):
+    """`docker pull -a`: every tag of the repository (the API's pull without a tag)."""
+    repo = f"{ours.addr}/e2e/busybox"
+    daemon.docker("tag", "busybox:reg", f"{repo}:second")
+    daemon.docker("push", f"{repo}:second", timeout=60)
+    daemon.docker("rmi", f"{repo}:v1", f"{repo}:second")
+    out = daemon.docker("pull", "-a", repo, timeout=60).stdout
+    assert f"Status: Downloaded newer image for {repo}" in out, out
+    tags = daemon.docker("images", "--format", "{{.Tag}}", repo).stdout.split()
+    assert sorted(tags) == ["second", "v1"]

@@ -78,8 +78,26 @@ class Distribution:
     # -- pull ---------------------------------------------------------------------------------
 
     def pull(self, image: str, tag: str | None, *, platform: str | None = None,
-             auth: AuthConfig | None = None, emit: Emit, cancelled: threading.Event) -> Reference:
-        ref = pull_reference(image, tag)
+             auth: AuthConfig | None = None, emit: Emit, cancelled: threading.Event) -> None:
+        """A pull; with neither a tag nor a digest, every tag of the repository (dockerd's
+        API rule: the docker CLI always sends ``latest`` unless ``--all-tags``)."""
+        bare = parse_normalized_named(image.removesuffix(":"))
+        if tag or bare.tag or bare.digest:
+            self._pull_one(pull_reference(image, tag), platform, auth, emit, cancelled)
+            return
+        session = self.client.session(bare.domain, auth)
+        try:
+            tags = session.tags(bare.path)
+        except Unauthorized as exc:
+            raise Forbidden(str(exc)) from None
+        if not tags:
+            raise NotFound(f"no tags in {bare.familiar_name}")
+        for name in tags:
+            self._pull_one(bare.with_tag(name), platform, auth, emit, cancelled, final=False)
+        emit({"status": f"Status: Downloaded newer image for {bare.familiar_name}"})
+
+    def _pull_one(self, ref: Reference, platform: str | None, auth: AuthConfig | None,
+                  emit: Emit, cancelled: threading.Event, final: bool = True) -> Reference:
         want = parse_platform(platform) if platform else None
         report = _reporter(emit)
         result = None
@@ -101,8 +119,9 @@ class Distribution:
         assert result is not None
         emit({"status": f"Digest: {result.digest}"})
         shown = ref.familiar()
-        emit({"status": f"Status: {'Downloaded newer image' if result.new else 'Image is up to date'}"
-                        f" for {shown}"})
+        if final:
+            emit({"status": f"Status: {'Downloaded newer image' if result.new else 'Image is up to date'}"
+                            f" for {shown}"})
         attrs = dict(result.image.labels)
         attrs["name"] = shown
         self.engine.events.emit("image", "pull", shown, attrs)
