@@ -99,13 +99,18 @@ class RegistryServer:
             req.params = params
             await self._authorize(req, route, params)
             response = await route.handler(req)
-        except RegistryError as exc:
-            response = self._error(req, exc)
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception as exc:  # noqa: BLE001 - one place turns failures into answers
-            log.exception("%s %s failed", req.method, req.path)
-            response = self._error(req, RegistryError("UNKNOWN", str(exc) or type(exc).__name__))
+            if req.responded:
+                # a body is going out already: the server cuts the connection, so the client
+                # sees a short blob (and resumes it), never a complete-looking wrong one
+                log.warning("%s %s failed while answering: %s", req.method, req.path, exc)
+                raise
+            if not isinstance(exc, RegistryError):
+                log.exception("%s %s failed", req.method, req.path)
+                exc = RegistryError("UNKNOWN", str(exc) or type(exc).__name__)
+            response = self._error(req, exc)
         return response
 
     def _match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:

@@ -197,3 +197,41 @@ def test_a_registry_that_answers_garbage_or_stalls(target, answer, expected):
     finally:
         client.close()
         bad.close()
+
+
+def test_a_blob_cut_off_midway_is_resumed_within_the_same_pull(tmp_path, source, target,
+                                                              client):
+    """The registry fails after sending half a layer: the connection is cut (never a short
+    body that looks complete), and the pull asks for the rest with a Range request."""
+    with ServedRegistry(tmp_path / "reg", rate_limit=1 << 40) as reg:  # the read/write path
+        _push(source, client, reg)
+        layer = source.manifest("app:v1").layers[1]
+        original = reg.storage.open_blob
+        failed = []
+
+        class Failing:
+            def __init__(self, f):
+                self.f, self.sent = f, 0
+
+            def read(self, n):
+                if self.sent > layer.size // 2 and not failed:
+                    failed.append(self.sent)
+                    raise OSError("disk went away")
+                data = self.f.read(min(n, 4096))
+                self.sent += len(data)
+                return data
+
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+
+        def open_blob(name, digest):
+            f = original(name, digest)
+            return Failing(f) if digest == layer.digest else f
+
+        reg.storage.open_blob = open_blob
+        result, msgs, puller = _pull(target, client, reg)
+        assert failed and result.image.id == source.get("app:v1").id
+        first = source.manifest("app:v1").layers[0].size
+        # the rest after the cut, not the whole layer again
+        assert puller.fetched_bytes < first + layer.size + 8192
+        assert puller.fetched_bytes >= first + layer.size
