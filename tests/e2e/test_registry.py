@@ -113,15 +113,51 @@ def pushed_by_dockerd(refdockerd, ours):
             assert inside.addr != ours.addr  # a free port of its own; retag for it
             inner = f"{inside.addr}/ref/busybox:v2"
             refdockerd.docker("tag", "busybox:fromref", inner)
-            out = refdockerd.docker("push", inner, timeout=120).stdout
-            digest = re.search(r"v2: digest: (sha256:[0-9a-f]{64})", out)[1]
+            pushed = _push_messages(refdockerd, f"{inside.addr}/ref/busybox", "v2")
+            digest = [m for m in pushed if "aux" in m][0]["aux"]["Digest"]
             refdockerd.docker("rmi", inner, "busybox:fromref")
             pulled = refdockerd.docker("pull", inner, timeout=120).stdout
             assert f"Digest: {digest}" in pulled
             msgs = _pull_messages(refdockerd, inside, "ref/busybox", "v2", fresh=True)
     finally:
         ours.start()
-    return ref, ref_id, digest, msgs
+    return ref, ref_id, digest, msgs, pushed
+
+
+def _push_messages(d, repo: str, tag: str) -> list[dict]:
+    import docker
+
+    client = docker.DockerClient(base_url=d.docker_host, timeout=120)
+    try:
+        return list(client.api.push(repo, tag, stream=True, decode=True))
+    finally:
+        client.close()
+
+
+def _shape(msgs: list[dict]) -> tuple[list[str], dict]:
+    """Top-level lines (status up to a colon) and, per layer status, one message of it."""
+    top = [re.sub(r"sha256:[0-9a-f]{64}|\[.*\]|size: \d+", "X", m.get("status", "aux"))
+           for m in msgs if "id" not in m]
+    layer = {m["status"].split(" from ")[0]: m for m in msgs
+             if m.get("id") and "progressDetail" in m}
+    return top, layer
+
+
+@pytest.mark.requires("dockerd")
+def test_push_progress_messages_match_dockerd(daemon, ours, image_id, pushed_by_dockerd):
+    daemon.docker("tag", "busybox:reg", f"{ours.addr}/fresh/push:v2")
+    ref_top, ref_layer = _shape(pushed_by_dockerd[4])
+    our_top, our_layer = _shape(_push_messages(daemon, f"{ours.addr}/fresh/push", "v2"))
+    assert our_top == ref_top
+    assert [m for m in pushed_by_dockerd[4] if "aux" in m][0].keys() == {"progressDetail", "aux"}
+    for status in ("Preparing", "Waiting", "Pushing", "Pushed"):
+        assert status in our_layer, our_layer.keys()
+        if status not in ref_layer:  # dockerd may coalesce a fast layer's progress
+            assert status in ("Waiting", "Pushing"), status
+            continue
+        assert our_layer[status].keys() == ref_layer[status].keys(), status
+        assert our_layer[status]["progressDetail"].keys() == \
+            ref_layer[status]["progressDetail"].keys(), status
 
 
 def _pull_messages(d, registry, repo: str, tag: str, fresh: bool) -> list[dict]:
@@ -140,7 +176,7 @@ def _pull_messages(d, registry, repo: str, tag: str, fresh: bool) -> list[dict]:
 @pytest.mark.requires("dockerd")
 def test_reference_dockerd_pushes_to_and_pulls_from_our_registry(daemon, pushed_by_dockerd):
     """What dockerd pushed (and pulled back), dockyard pulls, to the same image ID."""
-    ref, ref_id, digest, _ = pushed_by_dockerd
+    ref, ref_id, digest, _, _ = pushed_by_dockerd
     out = daemon.docker("pull", ref, timeout=120).stdout
     assert f"Digest: {digest}" in out
     assert daemon.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip() == ref_id
@@ -160,8 +196,9 @@ def test_pull_progress_messages_match_dockerd(daemon, ours, pushed_by_dockerd):
     ref_top, ref_layer = split(ref_msgs)
     our_top, our_layer = split(our_msgs)
     assert our_top == ref_top
-    assert [m for m in our_msgs if "Pulling from" in m.get("status", "")][0].keys() == \
-        [m for m in ref_msgs if "Pulling from" in m.get("status", "")][0].keys()
+    assert [m for m in our_msgs if "Pulling from" in m.get("status", "")] == \
+        [m for m in ref_msgs if "Pulling from" in m.get("status", "")] == \
+        [{"status": "Pulling from ref/busybox", "id": "v2"}]
     # dockerd's transfer watchers keep only a layer's latest progress, so a fast download may
     # skip its intermediate lines; those are compared when dockerd sent them
     for status in ("Pulling fs layer", "Downloading", "Verifying Checksum", "Download complete",

@@ -82,7 +82,8 @@ class Puller:
         name = ref.path
         with self.content.lease() as lease:
             target, raw = self.session.get_manifest(name, ref.digest or ref.tag or "latest")
-            self.report(ref.digest or ref.tag or "latest", f"Pulling from {ref.familiar_name}",
+            # moby pull_v2: the repository's path, without its registry ("library/busybox")
+            self.report(ref.digest or ref.tag or "latest", f"Pulling from {ref.path}",
                         None, None)
             new = not self.content.exists(target.digest)
             lease.add(target.digest)
