@@ -145,9 +145,10 @@ def _shape(msgs: list[dict]) -> tuple[list[str], dict]:
 
 @pytest.mark.requires("dockerd")
 def test_push_progress_messages_match_dockerd(daemon, ours, image_id, pushed_by_dockerd):
-    daemon.docker("tag", "busybox:reg", f"{ours.addr}/fresh/push:v2")
     ref_top, ref_layer = _shape(pushed_by_dockerd[4])
-    our_top, our_layer = _shape(_push_messages(daemon, f"{ours.addr}/fresh/push", "v2"))
+    with DockyardRegistry() as empty:  # nothing to mount from: every layer is uploaded
+        daemon.docker("tag", "busybox:reg", f"{empty.addr}/fresh/push:v2")
+        our_top, our_layer = _shape(_push_messages(daemon, f"{empty.addr}/fresh/push", "v2"))
     assert our_top == ref_top
     assert [m for m in pushed_by_dockerd[4] if "aux" in m][0].keys() == {"progressDetail", "aux"}
     for status in ("Preparing", "Waiting", "Pushing", "Pushed"):

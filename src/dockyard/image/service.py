@@ -427,11 +427,14 @@ class ImageService:
         ids = chain_ids(list(self._resolve(image).diff_ids))
         return str(ids[-1]) if ids else None
 
-    def unpack(self, ref_or_id: str | Image) -> str | None:
+    def unpack(self, ref_or_id: str | Image,
+               on_layer: Callable[[int, bool], None] | None = None) -> str | None:
         """Apply every layer into snapshots keyed by ChainID (those present are skipped);
-        returns the top ChainID, the parent of a container's snapshot (None: no layers)."""
+        returns the top ChainID, the parent of a container's snapshot (None: no layers).
+        ``on_layer(index, done)`` follows the layers applied (Unpacker.unpack)."""
         image = self._resolve(ref_or_id)
-        top = self._unpacker.unpack(self.manifest(image).layers, list(image.diff_ids))
+        top = self._unpacker.unpack(self.manifest(image).layers, list(image.diff_ids),
+                                    on_layer)
         return str(top) if top else None
 
     # -- garbage collection --------------------------------------------------------------------

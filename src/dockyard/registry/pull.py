@@ -237,11 +237,24 @@ class Puller:
     # -- unpacking ----------------------------------------------------------------------------
 
     def _unpack(self, image: Image, manifest) -> None:
-        for layer in self._fetched:
-            self.report(short_id(layer.digest), "Extracting", 0, layer.size)
-        self.images.unpack(image)
-        for layer in self._fetched:
-            self.report(short_id(layer.digest), "Pull complete", None, None)
+        """Apply the layers; each fetched one reports Extracting, then Pull complete."""
+        fetched = {layer.digest for layer in self._fetched}
+        completed: set = set()
+
+        def on_layer(i: int, done: bool) -> None:
+            layer = manifest.layers[i]
+            if layer.digest not in fetched:
+                return
+            ident = short_id(layer.digest)
+            self.report(ident, "Extracting", layer.size if done else 0, layer.size)
+            if done:
+                completed.add(layer.digest)
+                self.report(ident, "Pull complete", None, None)
+
+        self.images.unpack(image, on_layer)
+        for layer in self._fetched:  # its snapshot existed already (another image had it)
+            if layer.digest not in completed:
+                self.report(short_id(layer.digest), "Pull complete", None, None)
 
 
 def _content_range_start(value: str | None) -> int | None:
