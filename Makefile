@@ -18,6 +18,8 @@ apt:
 	fi
 	@# the reference dockerd must never start on its own and touch the host's networking
 	@systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+	@# nor Debian's docker-registry (tests start their own, on free ports)
+	@systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
 
 venv: $(STAMP)
 
