@@ -166,9 +166,9 @@ def load_config_file(path: str) -> dict[str, object]:
             continue
         if key == "runtimes":
             value = _file_runtimes(value)
-        elif key == "hosts":
+        elif key in ("hosts", "insecure-registries", "registry-mirrors"):
             if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
-                raise ConfigError("hosts: expected a list of strings")
+                raise ConfigError(f"{key}: expected a list of strings")
         elif key == "tlsverify":
             if not isinstance(value, bool):
                 raise ConfigError("tlsverify: expected true or false")
