@@ -347,6 +347,10 @@ def engine_config(opts: DaemonOptions):
         cfg.cgroup_parent = opts.cgroup_parent
     try:
         cfg.runtime_path(cfg.default_runtime)
+        from dockyard.engine.distribution import parse_mirror
+
+        for mirror in cfg.registry_mirrors:
+            parse_mirror(mirror)
     except errdefs.InvalidArgument as exc:
         raise ConfigError(str(exc)) from None
     return cfg

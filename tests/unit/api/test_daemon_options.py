@@ -200,3 +200,5 @@ def test_registry_options_as_flags_or_in_the_file(tmp_path):
     with pytest.raises(ConfigError, match="insecure-registries"):
         opts("--insecure-registry", "b:2", config={"insecure-registries": ["a:1"]},
              tmp_path=tmp_path)
+    with pytest.raises(ConfigError, match="invalid mirror"):
+        daemon.engine_config(opts("--registry-mirror", "ftp://nope"))
