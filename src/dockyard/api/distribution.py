@@ -27,12 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def distribution(engine) -> Distribution:
+    """The engine's (engine/daemon.py makes it); an engine made without one (a test's) gets
+    one with the default options."""
     found = getattr(engine, "distribution", None)
     if found is None:
-        config = engine.config
-        found = engine.distribution = Distribution(
-            engine, insecure=list(getattr(config, "insecure_registries", []) or []),
-            mirrors=list(getattr(config, "registry_mirrors", []) or []))
+        found = engine.distribution = Distribution(engine)
     return found
 
 

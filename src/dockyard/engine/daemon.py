@@ -65,6 +65,10 @@ class Engine:
         from dockyard.engine.execs import ExecService
 
         self.execs = ExecService(self.containers)
+        from dockyard.engine.distribution import Distribution
+
+        self.distribution = Distribution(self, insecure=config.insecure_registries,
+                                         mirrors=config.registry_mirrors)
 
     def _image_event(self, action: str, image_id: str, name: str | None) -> None:
         attrs = {"name": name} if name else {}
@@ -76,6 +80,5 @@ class Engine:
 
     async def close(self) -> None:
         await self.containers.close()
-        if getattr(self, "distribution", None) is not None:  # made on first use (api/)
-            self.distribution.close()
+        self.distribution.close()
         self.images.close()
