@@ -87,7 +87,7 @@ class Puller:
                         None, None)
             new = not self.content.exists(target.digest)
             lease.add(target.digest)
-            self.content.ingest_bytes(raw, target.digest)
+            self._store_small(raw, target.digest)
             manifest_desc, manifest = target, None
             if mt.is_index(target.media_type):
                 index = parse_index(raw, target.media_type)
@@ -122,8 +122,22 @@ class Puller:
         if len(raw) != desc.size:
             raise InvalidArgument(f"{desc.digest}: got {len(raw)} bytes, the descriptor says "
                                   f"{desc.size}")
-        self.content.ingest_bytes(raw, desc.digest)
+        self._store_small(raw, desc.digest)
         return raw
+
+    def _store_small(self, raw: bytes, digest: Digest) -> None:
+        """Commit a manifest or config; another pull storing the same one at the same moment
+        holds its ingest: wait for it (a Conflict is not this pull's failure)."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.content.ingest_bytes(raw, digest)
+                return
+            except Conflict:
+                if self.content.exists(digest):
+                    return
+                if time.monotonic() > deadline or self.cancelled.wait(0.05):
+                    raise
 
     def _fetch_all(self, name: str, manifest, lease) -> bool:
         """Config and layers; True if anything was downloaded."""

@@ -304,7 +304,17 @@ class RegistryStorage:
         media_type = doc.media_type or media_type or (
             mt.OCI_INDEX if isinstance(doc, Index) else mt.OCI_MANIFEST)
         self._check_references(name, doc)
-        self.content.ingest_bytes(raw, digest)
+        deadline = time.monotonic() + 30
+        while True:  # the same manifest put by two clients at once: one writes, one waits
+            try:
+                self.content.ingest_bytes(raw, digest)
+                break
+            except Conflict:
+                if self.content.exists(digest):
+                    break
+                if time.monotonic() > deadline:
+                    raise RegistryError("UNKNOWN", "the manifest is being written") from None
+                time.sleep(0.02)
         _write_atomic(self._revision(name, digest), media_type.encode())
         if doc.subject is not None:
             link = (self._repo(name) / "_referrers" / doc.subject.digest.algorithm

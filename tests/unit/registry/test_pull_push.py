@@ -235,3 +235,26 @@ def test_a_blob_cut_off_midway_is_resumed_within_the_same_pull(tmp_path, source,
         # the rest after the cut, not the whole layer again
         assert puller.fetched_bytes < first + layer.size + 8192
         assert puller.fetched_bytes >= first + layer.size
+
+
+def test_two_pulls_of_the_same_image_at_once(tmp_path, source, target, client):
+    """The second waits for the first's ingest of a shared blob instead of fetching it too."""
+    with ServedRegistry(tmp_path / "reg", rate_limit=2_000_000) as reg:
+        _push(source, client, reg)
+        results, errors = [], []
+
+        def pull() -> None:
+            try:
+                results.append(_pull(target, client, reg)[0])
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=pull) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors and len(results) == 2
+        assert results[0].image.id == results[1].image.id == source.get("app:v1").id
+        layer = source.manifest("app:v1").layers[1]
+        assert reg.handler.bytes_sent < 2 * layer.size  # the big layer went out once

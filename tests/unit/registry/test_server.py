@@ -248,3 +248,18 @@ def test_a_chunked_upload_keeps_its_writer_open_between_chunks(reg, http):
     assert r.status == 201, r.data
     assert len(opened) == 1
     assert http.request("GET", f"{reg.url}/v2/chunks/blobs/{digest_of(data)}").data == data
+
+
+def test_the_same_manifest_put_by_many_clients_at_once(reg, http):
+    import concurrent.futures
+
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    raw = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                      "config": {"mediaType": mt.OCI_CONFIG, "size": len(config),
+                                 "digest": upload(http, reg, "same", config)},
+                      "layers": []}).encode()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda i: http.request(
+            "PUT", f"{reg.url}/v2/same/manifests/t{i}", body=raw,
+            headers={"Content-Type": mt.OCI_MANIFEST}).status, range(16)))
+    assert statuses == [201] * 16
