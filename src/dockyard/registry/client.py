@@ -284,7 +284,8 @@ class Session:
 
     def _fetch_token(self, params: Mapping[str, str], scope: str | None) -> None:
         """GET the realm (token.md), or POST it with the identity token (oauth.md)."""
-        scopes = [s for s in ((scope or "").split(" ") + [params.get("scope", "")]) if s]
+        scopes = [s for s in dict.fromkeys((scope or "").split(" ") + [params.get("scope", "")])
+                  if s]
         query = {"service": params.get("service", "")} if params.get("service") else {}
         realm = params["realm"]
         headers = {"User-Agent": USER_AGENT}
