@@ -387,3 +387,30 @@ def test_pull_all_tags(daemon, ours):
     assert f"Status: Downloaded newer image for {repo}" in out, out
     tags = daemon.docker("images", "--format", "{{.Tag}}", repo).stdout.split()
     assert sorted(tags) == ["second", "v1"]
+
+
+def test_push_and_pull_over_tls(daemon, image_id, tmp_path):
+    """Our registry with --tls-cert: the daemon speaks HTTPS to it (127.0.0.0/8 is insecure
+    by default, as in dockerd, so the self-signed certificate is not checked)."""
+    import subprocess
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    with DockyardRegistry(args=["--tls-cert", str(tmp_path / "cert.pem"),
+                                "--tls-key", str(tmp_path / "key.pem")]) as reg:
+        ref = f"{reg.addr}/tls/busybox:v1"
+        daemon.docker("tag", "busybox:reg", ref)
+        daemon.docker("push", ref, timeout=60)
+        daemon.docker("rmi", ref)
+        assert "Digest: sha256:" in daemon.docker("pull", ref, timeout=60).stdout
+        import ssl
+        import urllib.request
+
+        context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        with urllib.request.urlopen(f"https://{reg.addr}/v2/", context=context) as resp:
+            assert resp.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+        out = skopeo("inspect", "--tls-verify=false", f"docker://{ref}")
+        assert out.returncode == 0, out.stderr
