@@ -263,3 +263,17 @@ def test_the_same_manifest_put_by_many_clients_at_once(reg, http):
             "PUT", f"{reg.url}/v2/same/manifests/t{i}", body=raw,
             headers={"Content-Type": mt.OCI_MANIFEST}).status, range(16)))
     assert statuses == [201] * 16
+
+
+def test_registry_gc_command(tmp_path, capsys):
+    from dockyard.registry.cli import main
+    from dockyard.registry.storage import RegistryStorage
+
+    storage = RegistryStorage(tmp_path / "reg")
+    orphan = storage.content.ingest_bytes(b"nobody refers to me")
+    assert main(["gc", "--root", str(tmp_path / "reg"), "--dry-run"]) == 0
+    assert capsys.readouterr().out == f"would delete {orphan}\n"
+    assert storage.content.exists(orphan)
+    assert main(["gc", "--root", str(tmp_path / "reg")]) == 0
+    assert capsys.readouterr().out == f"deleted {orphan}\n"
+    assert not storage.content.exists(orphan)
