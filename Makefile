@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := busybox-static libseccomp2 iproute2 iptables procps runc crun docker.io tini hyperfine skopeo umoci
+APT_PACKAGES := busybox-static libseccomp2 iproute2 iptables procps runc crun docker.io tini hyperfine skopeo umoci docker-registry openssl
 STAMP := $(VENV)/.deps-stamp
 
 .PHONY: deps apt venv demo test unit integration e2e bench clean
@@ -18,6 +18,8 @@ apt:
 	fi
 	@# the reference dockerd must never start on its own and touch the host's networking
 	@systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+	@# nor Debian's docker-registry (tests start their own, on free ports)
+	@systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
 
 venv: $(STAMP)
 

@@ -59,6 +59,9 @@ class DaemonOptions:
     tlscacert: str = ""
     tlscert: str = ""
     tlskey: str = ""
+    insecure_registries: list[str] = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)
+    registry_listen: str = ""  # HOST:PORT: also serve our registry (<data-root>/registry)
 
 
 # -- options -------------------------------------------------------------------------------------
@@ -74,6 +77,9 @@ _KEYS = {
     "tlsverify": ("tlsverify", "--tlsverify"), "tlscacert": ("tlscacert", "--tlscacert"),
     "tlscert": ("tlscert", "--tlscert"), "tlskey": ("tlskey", "--tlskey"),
     "debug": ("log_level", "-D/--debug"),
+    "insecure-registries": ("insecure_registries", "--insecure-registry"),
+    "registry-mirrors": ("registry_mirrors", "--registry-mirror"),
+    "registry-listen": ("registry_listen", "--registry-listen"),
 }
 
 
@@ -101,6 +107,14 @@ def argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--tlscacert", help="CA of the client certificates")
     p.add_argument("--tlscert", help="the server's certificate")
     p.add_argument("--tlskey", help="the server's key")
+    p.add_argument("--insecure-registry", dest="insecure_registries", action="append",
+                   metavar="HOST", help="registry (host:port or CIDR) reached without TLS "
+                   "verification, or over plain HTTP (may be repeated)")
+    p.add_argument("--registry-mirror", dest="registry_mirrors", action="append",
+                   metavar="URL", help="preferred mirror of Docker Hub (may be repeated)")
+    p.add_argument("--registry-listen", metavar="HOST:PORT",
+                   help="also serve a registry (OCI distribution API) on HOST:PORT, stored "
+                        "under <data-root>/registry")
     return p
 
 
@@ -109,7 +123,7 @@ def _flag_values(ns: argparse.Namespace) -> dict[str, object]:
     out: dict[str, object] = {}
     for attr in ("hosts", "data_root", "exec_root", "log_level", "default_runtime", "pidfile",
                  "storage_driver", "cgroup_parent", "tlsverify", "tlscacert", "tlscert",
-                 "tlskey"):
+                 "tlskey", "insecure_registries", "registry_mirrors", "registry_listen"):
         value = getattr(ns, attr, None)
         if value is not None:
             out[attr] = value
@@ -152,9 +166,9 @@ def load_config_file(path: str) -> dict[str, object]:
             continue
         if key == "runtimes":
             value = _file_runtimes(value)
-        elif key == "hosts":
+        elif key in ("hosts", "insecure-registries", "registry-mirrors"):
             if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
-                raise ConfigError("hosts: expected a list of strings")
+                raise ConfigError(f"{key}: expected a list of strings")
         elif key == "tlsverify":
             if not isinstance(value, bool):
                 raise ConfigError("tlsverify: expected true or false")
@@ -326,11 +340,17 @@ def engine_config(opts: DaemonOptions):
     cfg = EngineConfig(data_root=opts.data_root, exec_root=opts.exec_root,
                        hosts=list(opts.hosts), default_runtime=opts.default_runtime,
                        runtimes=dict(opts.runtimes), snapshotter=opts.storage_driver,
-                       log_level=opts.log_level)
+                       log_level=opts.log_level,
+                       insecure_registries=list(opts.insecure_registries),
+                       registry_mirrors=list(opts.registry_mirrors))
     if opts.cgroup_parent:
         cfg.cgroup_parent = opts.cgroup_parent
     try:
         cfg.runtime_path(cfg.default_runtime)
+        from dockyard.engine.distribution import parse_mirror
+
+        for mirror in cfg.registry_mirrors:
+            parse_mirror(mirror)
     except errdefs.InvalidArgument as exc:
         raise ConfigError(str(exc)) from None
     return cfg
@@ -351,7 +371,8 @@ async def serve(opts: DaemonOptions, ready: asyncio.Event | None = None) -> None
         engine = Engine(config)  # opens the stores: brief, before serving
         try:
             await engine.start()
-            async with make_server(engine, sockets, ssl_context=ssl_context) as server:
+            async with make_server(engine, sockets, ssl_context=ssl_context) as server, \
+                    _registry_server(opts):
                 for host in opts.hosts:
                     log.info("API listen on %s", host)
                 log.info("daemon has completed initialization")
@@ -366,6 +387,15 @@ async def serve(opts: DaemonOptions, ready: asyncio.Event | None = None) -> None
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def _registry_server(opts: DaemonOptions):
+    """Our registry server beside the API when --registry-listen asks for it."""
+    if not opts.registry_listen:
+        return contextlib.nullcontext()
+    from dockyard.registry.cli import daemon_registry
+
+    return daemon_registry(os.path.join(opts.data_root, "registry"), opts.registry_listen)
 
 
 def _on_signal(sig: int, stopping: asyncio.Event) -> None:

@@ -41,5 +41,9 @@ class Forbidden(DockyardError):
     """The operation is not allowed (HTTP 403)."""
 
 
+class Unauthorized(DockyardError):
+    """Credentials are missing or were refused (HTTP 401), as a registry login or pull."""
+
+
 class System(DockyardError):
     """A real internal fault: a system call or a file operation failed (HTTP 500)."""

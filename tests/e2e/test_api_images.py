@@ -193,9 +193,10 @@ def test_sdk(daemon, sdk, image_id, tmp_path):
     assert sdk.images.prune()["ImagesDeleted"] is None
     df = sdk.df()
     assert df["LayersSize"] > 0 and df["Images"][0]["Id"] == image_id
-    with pytest.raises(docker.errors.APIError) as err:
-        sdk.images.pull("alpine", tag="latest")
-    assert "pulling images is not supported" in str(err.value)
+    with pytest.raises(docker.errors.APIError) as err:  # pulls: tests/e2e/test_registry.py
+        sdk.images.pull("127.0.0.1:1/alpine", tag="latest")
+    assert err.value.status_code == 503
+    assert "cannot reach the registry at 127.0.0.1:1" in str(err.value)
 
 
 @pytest.mark.requires("dockerd")

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dockyard.api import params
 from dockyard.api.streams import BodyPipe, OutputPipe, PipeClosed
 from dockyard.engine.imageops import ImageOps
-from dockyard.errdefs import InvalidArgument, Unavailable
+from dockyard.errdefs import InvalidArgument
 from dockyard.http.errors import ClientDisconnected
 from dockyard.http.request import Request, Response, ResponseStream, empty_response, json_response
 from dockyard.http.router import Route, format_api_version
@@ -151,9 +151,13 @@ class ImageRoutes:
     # -- archives in ---------------------------------------------------------------------------
 
     async def create(self, req: Request) -> Response:
-        """``docker import`` (fromSrc=-: the body is the tarball); a pull (fromImage) is the
-        registry's, which this engine does not have yet."""
+        """``docker import`` (fromSrc=-: the body is the tarball); a pull (fromImage) is
+        api/distribution.py's."""
         q = req.query
+        if q.get("fromImage"):  # a pull: the registry's (api/distribution.py)
+            from dockyard.api.distribution import DistributionRoutes
+
+            return await DistributionRoutes(self.engine).pull(req)
         try:
             source, ref = self._import_source(q)
         except Exception:
@@ -170,12 +174,6 @@ class ImageRoutes:
 
     @staticmethod
     def _import_source(q) -> tuple[str, object]:
-        if q.get("fromImage"):
-            image = q["fromImage"].removesuffix(":")
-            tag = q.get("tag")
-            shown = f"{image}:{tag}" if tag and "@" not in image else image
-            raise Unavailable(f"pulling images is not supported yet by this daemon (cannot pull "
-                              f"{shown}); use `docker load` or `docker import`")
         source = q.get("fromSrc") or ""
         if source != "-":
             raise InvalidArgument(

@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Sequence
 
 from dockyard.api.containers import ContainerRoutes
+from dockyard.api.distribution import DistributionRoutes
 from dockyard.api.events import EventRoutes
 from dockyard.api.images import ImageRoutes
 from dockyard.api.system import SystemRoutes
@@ -31,6 +32,7 @@ def route_table(engine) -> list[Route]:
         SystemRoutes(engine, listeners=lambda: events.listeners).routes(),
         events.routes(),
         ImageRoutes(engine).routes(),
+        DistributionRoutes(engine).routes(),
         ContainerRoutes(engine).routes(),
         VolumeRoutes(engine).routes(),
     ]

@@ -35,6 +35,8 @@ TOP: dict[str, tuple[str, str]] = {
     "save": ("image", "cmd_save"), "load": ("image", "cmd_load"),
     "import": ("image", "cmd_import"), "history": ("image", "cmd_history"),
     "info": ("system", "cmd_info"), "version": ("system", "cmd_version"),
+    "pull": ("registry", "cmd_pull"), "push": ("registry", "cmd_push"),
+    "login": ("registry", "cmd_login"), "logout": ("registry", "cmd_logout"),
 }
 GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "container": {
@@ -49,6 +51,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "tag": TOP["tag"], "save": TOP["save"], "load": TOP["load"], "import": TOP["import"],
         "history": TOP["history"], "inspect": ("inspect", "cmd_image_inspect"),
         "prune": ("image", "cmd_image_prune"),
+        "pull": TOP["pull"], "push": TOP["push"],
     },
     "system": {
         "info": TOP["info"], "df": ("system", "cmd_system_df"),
@@ -78,7 +81,7 @@ def usage() -> str:
              "Common Commands:"]
     lines += [f"  {name}" for name in ("run", "ps", "images", "version", "info")]
     lines.append("\nManagement Commands:")
-    lines += [f"  {name}" for name in (*GROUPS, "daemon")]
+    lines += [f"  {name}" for name in (*GROUPS, "daemon", "registry")]
     lines.append("\nCommands:")
     lines += [f"  {name}" for name in sorted(TOP)]
     lines += ["\nGlobal Options:",
@@ -164,6 +167,8 @@ def dispatch(g: Globals, rest: list[str]) -> int:
     command, args = rest[0], rest[1:]
     if command == "daemon":
         return _daemon_command(args)
+    if command == "registry":  # our registry server, by name (never imported by the client)
+        return int(importlib.import_module("dockyard.registry.cli").main(args) or 0)
     target = TOP.get(command)
     if target is None and command in GROUPS:
         if not args or args[0] in ("--help", "-h", "help"):

@@ -34,6 +34,8 @@ class EngineConfig:
     plugin_socket_dirs: tuple[str, ...] = ("/run/docker/plugins",)
     plugin_spec_dirs: tuple[str, ...] = ("/etc/docker/plugins", "/usr/lib/docker/plugins")
     plugin_timeout: float = 30.0  # seconds for one call to a volume plugin
+    insecure_registries: list[str] = field(default_factory=list)  # hosts or CIDRs
+    registry_mirrors: list[str] = field(default_factory=list)     # URLs, for Docker Hub
 
     def __post_init__(self) -> None:
         import shutil
@@ -71,6 +73,10 @@ class Engine:
         from dockyard.engine.execs import ExecService
 
         self.execs = ExecService(self.containers)
+        from dockyard.engine.distribution import Distribution
+
+        self.distribution = Distribution(self, insecure=config.insecure_registries,
+                                         mirrors=config.registry_mirrors)
 
     def _image_event(self, action: str, image_id: str, name: str | None) -> None:
         attrs = {"name": name} if name else {}
@@ -83,4 +89,5 @@ class Engine:
     async def close(self) -> None:
         await self.containers.close()
         self.volumes.close()
+        self.distribution.close()
         self.images.close()

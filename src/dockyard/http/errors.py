@@ -48,6 +48,8 @@ def status_for(exc: BaseException) -> int:
             return 501
         case errdefs.Forbidden():
             return 403
+        case errdefs.Unauthorized():
+            return 401
         case errdefs.Unavailable():
             return 503
         case _:

@@ -187,6 +187,11 @@ class ServerConnection:
         while buf[:2] == b"\r\n":  # RFC 9112 §2.2: ignore empty lines before a request line
             del buf[:2]
             self._scan = 0
+        if buf and buf[0] not in b"\r\n" and not 0x41 <= (buf[0] & 0xDF) <= 0x5A:
+            # not a method's first letter: a TLS ClientHello (0x16) on a plain listener, say.
+            # Answer now, as Go's server does, instead of waiting for a CRLFCRLF never sent.
+            return self._fail(400, "client sent an HTTP request to an HTTPS server"
+                              if buf[0] == 0x16 else "malformed request line")
         end = buf.find(b"\r\n\r\n", max(0, self._scan - 3))
         if end < 0 or end + 4 > self.max_head_size:
             if len(buf) > self.max_head_size:

@@ -9,6 +9,9 @@ categories; the server turns them into Docker's `{"message": ...}` through `stat
 
 from __future__ import annotations
 
+import asyncio
+import os
+import select
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -165,14 +168,16 @@ class Request:
     # -- answering without a Response --------------------------------------------------------
 
     async def stream(self, status: int = 200, content_type: str = "application/json",
-                     headers: list[tuple[str, str]] = ()) -> ResponseStream:
-        """Start a streaming answer (chunked); the server ends it when the handler returns.
+                     headers: list[tuple[str, str]] = (),
+                     content_length: int | None = None) -> ResponseStream:
+        """Start a streaming answer (chunked, or exactly `content_length` bytes); the server
+        ends it when the handler returns.
 
         If the client goes away, the handler is cancelled (as Go cancels the request's
         context) and writes raise ClientDisconnected.
         """
         fields = self._server.response_fields(content_type, headers)
-        head = self._conn.respond(status, fields, None)
+        head = self._conn.respond(status, fields, None, content_length=content_length)
         self._channel.write(head)
         self._stream = ResponseStream(self._conn, self._channel, self._server.write_timeout)
         await self._stream.flush()
@@ -220,10 +225,70 @@ class ResponseStream:
         if self._channel.write_paused or self._channel.lost:
             await self._channel.drain(self._timeout)
 
+    async def sendfile(self, f, offset: int, count: int) -> int:
+        """Send ``count`` bytes of the file ``f`` from ``offset`` as body data, with sendfile(2)
+        where the connection allows it (a plain socket, a fixed-length body): no copy through
+        Python, in a worker thread that waits for the socket itself. Otherwise read and write.
+        Returns the bytes sent."""
+        transport = self._channel.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if (self._conn._chunked or sock is None or transport.get_extra_info("sslcontext")
+                or not self._conn._send_body):
+            return await self._copy_file(f, offset, count)
+        loop = asyncio.get_running_loop()
+        while transport.get_write_buffer_size() and not self._channel.lost:
+            await asyncio.sleep(0.001)  # the head first, in order
+        return await loop.run_in_executor(_sendfile_pool(), _sendfile, sock.fileno(),
+                                          f.fileno(), offset, count, self._timeout)
+
+    async def _copy_file(self, f, offset: int, count: int) -> int:
+        f.seek(offset)
+        sent = 0
+        while sent < count:
+            chunk = f.read(min(1 << 20, count - sent))
+            if not chunk:
+                raise ClientDisconnected("the file ended early")  # the connection must go
+            await self.write(chunk)
+            sent += len(chunk)
+        return sent
+
     async def close(self) -> None:
         if self._conn.response_state == "sending":
             self._channel.write(self._conn.end_response())
             await self.flush()
+
+
+_POOL: list = []
+
+
+def _sendfile_pool():
+    if not _POOL:
+        import concurrent.futures
+
+        # one thread per transfer in flight, each mostly asleep in poll(2)
+        _POOL.append(concurrent.futures.ThreadPoolExecutor(256, thread_name_prefix="sendfile"))
+    return _POOL[0]
+
+
+def _sendfile(sock_fd: int, file_fd: int, offset: int, count: int,
+              timeout: float | None) -> int:
+    """Blocking sendfile of a whole range to a non-blocking socket (polls when it is full)."""
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLOUT)
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:
+            if not poller.poll(None if timeout is None else timeout * 1000):
+                raise ClientDisconnected(f"client did not read for {timeout}s") from None
+            continue
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise ClientDisconnected(str(exc)) from None
+        if n == 0:
+            raise ClientDisconnected("the file ended early")
+        sent += n
+    return sent
 
 
 _date = [0, ""]

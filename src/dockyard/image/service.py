@@ -247,6 +247,19 @@ class ImageService:
             self.store.set_last_tag_time(image.id, now_rfc3339())
         self._event("tag", image.id, ref.familiar())
 
+    def add_digest_ref(self, ref: Reference, image_id: str, *, force: bool = False) -> None:
+        """Record ``repo@digest`` for an image (a pull, a push): RepoDigests. ``force`` moves
+        it from another image, as a pull does (the digest of an index names each platform's
+        image in turn: moby's AddDigest(..., force=true))."""
+        if not ref.digest:
+            raise InvalidArgument(f"{ref}: not a digest reference")
+        with self._lock, self.store.write():
+            if self.store.get_image(image_id) is None:
+                raise no_such_image(Digest(image_id))
+            if force and self.store.resolve(str(ref)) not in (None, image_id):
+                self.store.delete_ref(str(ref))
+            self.store.add_ref(ref, image_id)
+
     # -- listing ------------------------------------------------------------------------------
 
     def list(self, *, all: bool = False, filters: Mapping[str, object] | None = None) -> list[Image]:
@@ -414,11 +427,14 @@ class ImageService:
         ids = chain_ids(list(self._resolve(image).diff_ids))
         return str(ids[-1]) if ids else None
 
-    def unpack(self, ref_or_id: str | Image) -> str | None:
+    def unpack(self, ref_or_id: str | Image,
+               on_layer: Callable[[int, bool], None] | None = None) -> str | None:
         """Apply every layer into snapshots keyed by ChainID (those present are skipped);
-        returns the top ChainID, the parent of a container's snapshot (None: no layers)."""
+        returns the top ChainID, the parent of a container's snapshot (None: no layers).
+        ``on_layer(index, done)`` follows the layers applied (Unpacker.unpack)."""
         image = self._resolve(ref_or_id)
-        top = self._unpacker.unpack(self.manifest(image).layers, list(image.diff_ids))
+        top = self._unpacker.unpack(self.manifest(image).layers, list(image.diff_ids),
+                                    on_layer)
         return str(top) if top else None
 
     # -- garbage collection --------------------------------------------------------------------

@@ -74,9 +74,11 @@ class Unpacker:
         except NotFound:
             return False
 
-    def unpack(self, layers: Sequence[Descriptor], diff_ids: Sequence[str]) -> Digest | None:
+    def unpack(self, layers: Sequence[Descriptor], diff_ids: Sequence[str],
+               on_layer: Callable[[int, bool], None] | None = None) -> Digest | None:
         """Make sure every layer's ChainID is a committed snapshot; returns the top ChainID
-        (None for an image without layers)."""
+        (None for an image without layers). ``on_layer(i, done)`` is told before (False) and
+        after (True) layer ``i`` is applied (a pull's progress)."""
         if len(layers) != len(diff_ids):
             raise InvalidArgument(f"image has {len(layers)} layers but {len(diff_ids)} diff IDs")
         chain = chain_ids(list(diff_ids))
@@ -84,7 +86,11 @@ class Unpacker:
         while start > 0 and not self.exists(chain[start - 1]):
             start -= 1
         for i in range(start, len(chain)):
+            if on_layer is not None:
+                on_layer(i, False)
             self._apply(layers[i], Digest(diff_ids[i]), chain[i], chain[i - 1] if i else None)
+            if on_layer is not None:
+                on_layer(i, True)
         return chain[-1] if chain else None
 
     def _apply(self, layer: Descriptor, diff_id: Digest, chain_id: Digest,

@@ -29,6 +29,8 @@ _PROBES = {
     "docker_cli": lambda: shutil.which("docker") is not None,
     "dockerd": lambda: shutil.which("dockerd") is not None,
     "runc": lambda: shutil.which("runc") is not None,
+    "docker_registry": lambda: Path("/usr/bin/docker-registry").exists(),
+    "skopeo": lambda: shutil.which("skopeo") is not None,
     "crun": lambda: shutil.which("crun") is not None,
     "kvm": lambda: os.access("/dev/kvm", os.R_OK | os.W_OK),
     "overlayfs": lambda: "overlay" in Path("/proc/filesystems").read_text(),

@@ -183,3 +183,22 @@ def test_main_refuses_bad_options_with_status_1(tmp_path):
     assert proc.returncode == 1
     assert "requires TLS client verification" in proc.stderr
     assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()  # nothing made
+
+
+def test_registry_options_as_flags_or_in_the_file(tmp_path):
+    o = opts("--insecure-registry", "myreg:5000", "--insecure-registry", "10.0.0.0/8",
+             "--registry-mirror", "http://127.0.0.1:5001", "--registry-listen", "127.0.0.1:5002")
+    assert o.insecure_registries == ["myreg:5000", "10.0.0.0/8"]
+    assert o.registry_mirrors == ["http://127.0.0.1:5001"]
+    assert o.registry_listen == "127.0.0.1:5002"
+    cfg = daemon.engine_config(o)
+    assert cfg.insecure_registries == ["myreg:5000", "10.0.0.0/8"]
+    assert cfg.registry_mirrors == ["http://127.0.0.1:5001"]
+    o = opts(config={"insecure-registries": ["a:1"], "registry-mirrors": ["https://m"]},
+             tmp_path=tmp_path)
+    assert (o.insecure_registries, o.registry_mirrors) == (["a:1"], ["https://m"])
+    with pytest.raises(ConfigError, match="insecure-registries"):
+        opts("--insecure-registry", "b:2", config={"insecure-registries": ["a:1"]},
+             tmp_path=tmp_path)
+    with pytest.raises(ConfigError, match="invalid mirror"):
+        daemon.engine_config(opts("--registry-mirror", "ftp://nope"))

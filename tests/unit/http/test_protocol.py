@@ -243,3 +243,11 @@ def test_connection_headers_go_on_every_head():
     out = conn.respond(200, [("Content-Type", "text/plain")], b"OK")
     assert out == (b"HTTP/1.1 200 OK\r\nApi-Version: 1.51\r\nOstype: linux\r\n"
                    b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nOK")
+
+
+def test_tls_client_hello_on_a_plain_listener_is_refused_at_once():
+    """skopeo and dockerd probe https first: a ClientHello must get a 400 now, not a timeout."""
+    conn = ServerConnection()
+    conn.receive_data(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    event = conn.next_event()
+    assert isinstance(event, ProtocolError) and event.status == 400
