@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from dockyard.api import params
-from dockyard.api.streams import BodyPipe, OutputPipe, PipeClosed
+from dockyard.api.streams import send_produced, with_body
 from dockyard.engine.imageops import ImageOps
 from dockyard.errdefs import InvalidArgument
 from dockyard.http.errors import ClientDisconnected
@@ -208,26 +208,7 @@ class ImageRoutes:
         return None
 
     async def _with_body(self, req: Request, work: Callable, progress=None):
-        """``work(pipe)`` in a thread while the body flows into ``pipe`` from here.
-
-        If the work fails before the body is complete, the rest is read and dropped before
-        the error is answered: a client that is still sending (the docker CLI streams its
-        file) gets the message instead of a connection reset.
-        """
-        pipe = BodyPipe()
-        feeder = asyncio.create_task(_feed(req, pipe, progress))
-        try:
-            return await asyncio.to_thread(_consume, pipe, work)
-        except Exception:
-            await asyncio.gather(feeder, return_exceptions=True)  # returns at its next feed
-            with contextlib.suppress(Exception):
-                await req.discard_body()
-            raise
-        finally:
-            pipe.stop_reading()
-            if not feeder.done():
-                feeder.cancel()
-            await asyncio.gather(feeder, return_exceptions=True)
+        return await with_body(req, work, progress)
 
     # -- archives out --------------------------------------------------------------------------
 
@@ -241,18 +222,7 @@ class ImageRoutes:
         """The tar goes out as it is written; a failure before the first byte is an ordinary
         error answer (404 for an unknown image), after it the connection is cut."""
         await asyncio.to_thread(self.ops.check_save, names)
-        pipe = OutputPipe()
-        worker = asyncio.ensure_future(asyncio.to_thread(_produce, pipe, self.ops.save, names))
-        try:
-            first = await pipe.next_chunk()
-            stream = await req.stream(200, "application/x-tar")
-            chunk = first
-            while chunk:
-                await stream.write(chunk)
-                chunk = await pipe.next_chunk()
-        finally:
-            pipe.stop_reading()
-            await asyncio.gather(worker, return_exceptions=True)
+        await send_produced(req, "application/x-tar", self.ops.save, names)
         return None
 
 
@@ -274,41 +244,6 @@ class _Progress:
             detail["total"] = self.total
         await self.stream.write_json(json_message(status="Loading", progress=detail,
                                                   ident="archive"))
-
-
-async def _feed(req: Request, pipe: BodyPipe,
-                progress: Callable[..., Awaitable[None]] | None) -> None:
-    try:
-        while chunk := await req.read():
-            if not await pipe.feed(chunk):
-                return  # the worker stopped reading: it finished or failed
-            if progress is not None:
-                await progress(pipe.received)
-        if progress is not None:
-            await progress(pipe.received, final=True)
-        pipe.close()
-    except asyncio.CancelledError:
-        pipe.close(PipeClosed("the request was cancelled"))
-        raise
-    except Exception as exc:
-        pipe.close(exc)  # the worker raises it: a malformed body, a client gone
-        raise
-
-
-def _consume(pipe: BodyPipe, work: Callable):
-    try:
-        return work(pipe)
-    finally:
-        pipe.stop_reading()
-
-
-def _produce(pipe: OutputPipe, work: Callable, *args) -> None:
-    try:
-        work(*args, pipe)
-    except BaseException as exc:
-        pipe.finish(exc)
-        raise
-    pipe.finish()
 
 
 def routes(engine) -> list[Route]:

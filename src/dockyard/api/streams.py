@@ -12,8 +12,10 @@ Owns only the hand-over; the work runs in `asyncio.to_thread`, the HTTP in the h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 DEFAULT_LIMIT = 4 << 20
 
@@ -194,3 +196,79 @@ class OutputPipe(_Pipe):
             self._chunks.clear()
             self._size = 0
             self._cond.notify_all()
+
+
+# -- request bodies into workers, workers' output into responses ---------------------------------
+
+async def with_body(req, work: Callable, progress: Callable[..., Awaitable[None]] | None = None):
+    """``work(pipe)`` in a thread while the request body flows into ``pipe`` from here.
+
+    If the work fails before the body is complete, the rest is read and dropped before the
+    error is answered: a client that is still sending (the docker CLI streams its file) gets
+    the message instead of a connection reset.
+    """
+    pipe = BodyPipe()
+    feeder = asyncio.create_task(_feed(req, pipe, progress))
+    try:
+        return await asyncio.to_thread(_consume, pipe, work)
+    except Exception:
+        await asyncio.gather(feeder, return_exceptions=True)  # returns at its next feed
+        with contextlib.suppress(Exception):
+            await req.discard_body()
+        raise
+    finally:
+        pipe.stop_reading()
+        if not feeder.done():
+            feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+
+
+async def send_produced(req, content_type: str, work: Callable, *args) -> None:
+    """``work(*args, pipe)`` writes in a thread; what it writes is sent as it comes. Before
+    the first byte a failure is an ordinary error answer (a 404 for an unknown object); after
+    it the connection is cut."""
+    pipe = OutputPipe()
+    worker = asyncio.ensure_future(asyncio.to_thread(_produce, pipe, work, *args))
+    try:
+        chunk = await pipe.next_chunk()
+        stream = await req.stream(200, content_type)
+        while chunk:
+            await stream.write(chunk)
+            chunk = await pipe.next_chunk()
+    finally:
+        pipe.stop_reading()
+        await asyncio.gather(worker, return_exceptions=True)
+
+
+async def _feed(req, pipe: BodyPipe, progress: Callable[..., Awaitable[None]] | None) -> None:
+    try:
+        while chunk := await req.read():
+            if not await pipe.feed(chunk):
+                return  # the worker stopped reading: it finished or failed
+            if progress is not None:
+                await progress(pipe.received)
+        if progress is not None:
+            await progress(pipe.received, final=True)
+        pipe.close()
+    except asyncio.CancelledError:
+        pipe.close(PipeClosed("the request was cancelled"))
+        raise
+    except Exception as exc:
+        pipe.close(exc)  # the worker raises it: a malformed body, a client gone
+        raise
+
+
+def _consume(pipe: BodyPipe, work: Callable):
+    try:
+        return work(pipe)
+    finally:
+        pipe.stop_reading()
+
+
+def _produce(pipe: OutputPipe, work: Callable, *args) -> None:
+    try:
+        work(*args, pipe)
+    except BaseException as exc:
+        pipe.finish(exc)
+        raise
+    pipe.finish()

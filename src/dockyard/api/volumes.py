@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from dockyard.api import params
-from dockyard.api.images import _consume, _feed, _produce
-from dockyard.api.streams import BodyPipe, OutputPipe
+from dockyard.api.streams import send_produced, with_body
 from dockyard.errdefs import InvalidArgument
 from dockyard.http.request import Request, Response, json_response
 from dockyard.http.router import Route
@@ -88,39 +87,12 @@ class VolumeRoutes:
         answer (404 for an unknown volume), after it the connection is cut."""
         name = req.params["name"]
         await asyncio.to_thread(self.svc.check_export, name)
-        pipe = OutputPipe()
-        worker = asyncio.ensure_future(asyncio.to_thread(_produce, pipe, self.svc.export, name))
-        try:
-            first = await pipe.next_chunk()
-            stream = await req.stream(200, "application/x-tar")
-            chunk = first
-            while chunk:
-                await stream.write(chunk)
-                chunk = await pipe.next_chunk()
-        finally:
-            pipe.stop_reading()
-            await asyncio.gather(worker, return_exceptions=True)
+        await send_produced(req, "application/x-tar", self.svc.export, name)
         return None
 
     async def import_(self, req: Request) -> Response:
         name = req.params["name"]
-        pipe = BodyPipe()
-        feeder = asyncio.create_task(_feed(req, pipe, None))
-        try:
-            rec = await asyncio.to_thread(_consume, pipe,
-                                          lambda body: self.svc.import_tar(name, body))
-        except Exception:
-            await asyncio.gather(feeder, return_exceptions=True)
-            try:
-                await req.discard_body()
-            except Exception:  # noqa: BLE001 - the error below is the answer
-                pass
-            raise
-        finally:
-            pipe.stop_reading()
-            if not feeder.done():
-                feeder.cancel()
-            await asyncio.gather(feeder, return_exceptions=True)
+        rec = await with_body(req, lambda body: self.svc.import_tar(name, body))
         return json_response(self.svc.to_json(rec))
 
 

@@ -76,7 +76,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename."""
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
     try:
@@ -380,7 +380,7 @@ class ContentStore:
                 raise InvalidArgument(f"ingest {ref!r}: started with {key} {meta[key]}, "
                                       f"not {value}; abort it first")
         if changed:
-            _write_atomic(meta_path, json.dumps(meta).encode())
+            write_atomic(meta_path, json.dumps(meta).encode())
         return meta
 
     def status(self, ref: str) -> IngestStatus:
@@ -432,7 +432,7 @@ class ContentStore:
         with self._gc_lock(shared=True):
             if labels:
                 merged = {**self._labels(digest), **labels}
-                _write_atomic(self._labels_path(digest), json.dumps(merged).encode())
+                write_atomic(self._labels_path(digest), json.dumps(merged).encode())
             if target.exists():
                 log.debug("content %s exists already; ingest discarded", digest)
             else:
@@ -550,7 +550,7 @@ class ContentStore:
         path = self._labels_path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         if labels:
-            _write_atomic(path, json.dumps(labels, sort_keys=True).encode())
+            write_atomic(path, json.dumps(labels, sort_keys=True).encode())
         else:
             path.unlink(missing_ok=True)
         return self.info(digest)

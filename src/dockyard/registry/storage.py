@@ -31,11 +31,10 @@ import secrets
 import shutil
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard.content.store import ContentStore, Writer
+from dockyard.content.store import ContentStore, Writer, write_atomic
 from dockyard.errdefs import AlreadyExists, Conflict, InvalidArgument, NotFound
 from dockyard.registry.errors import RegistryError
 from dockyard.spec import mediatypes as mt
@@ -73,16 +72,7 @@ def parse_digest(value: str, code: str = "DIGEST_INVALID") -> Digest:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}.{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 @dataclass(frozen=True)
