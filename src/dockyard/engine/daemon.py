@@ -29,6 +29,7 @@ class EngineConfig:
     log_level: str = "info"
     cgroup_parent: str = "/dockyard"
     init_path: str = "/usr/bin/tini-static"
+    network: object = None  # network.manager.NetworkOptions (None: the defaults)
 
     def __post_init__(self) -> None:
         import shutil
@@ -60,6 +61,9 @@ class Engine:
         from dockyard.engine.containers import ContainerService
 
         self.containers = ContainerService(self)
+        from dockyard.engine.networks import NetworkService
+
+        self.networks = NetworkService(self)
         from dockyard.engine.execs import ExecService
 
         self.execs = ExecService(self.containers)
@@ -70,8 +74,10 @@ class Engine:
 
     async def start(self) -> None:
         """Reconnect to running containers (live restore) and resume restart policies."""
+        await self.networks.start()
         await self.containers.restore()
 
     async def close(self) -> None:
         await self.containers.close()
+        await self.networks.close()
         self.images.close()

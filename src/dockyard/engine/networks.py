@@ -1,0 +1,302 @@
+"""The engine's network service: the network layer wired to containers and to the event log.
+
+Owns when the network layer acts for a container (plan and record its endpoints at create,
+make its sandbox before its runtime starts, undo it at exit, forget it at remove, re-learn it
+after a daemon restart), the namespace paths of ``container:<x>`` modes, the hosts and
+resolv.conf files that depend on the network, the embedded DNS servers of running containers,
+and the network events. The blocking work runs in threads (network/manager.py); DNS sockets
+are served on the daemon's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from dockyard.errdefs import Conflict, InvalidArgument, NotFound
+from dockyard.network.manager import NetworkManager, NetworkOptions, public
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DNS = "127.0.0.11"
+
+
+class NetworkService:
+    def __init__(self, engine, options: NetworkOptions | None = None) -> None:
+        self.engine = engine
+        cfg = engine.config
+        self.manager = NetworkManager(os.path.join(cfg.data_root, "dockyard.db"), cfg.exec_root,
+                                      options or getattr(cfg, "network", None) or NetworkOptions())
+        self._table: dict = {"networks": {}, "containers": {}}
+        self.manager.on_change = self._refresh
+        self.dns = None
+
+    def _refresh(self) -> None:
+        self._table = self.manager.name_table()
+
+    def resolve(self, cid: str, name: str) -> list[str] | None:
+        from dockyard.network.sandbox import resolve
+
+        return resolve(self._table, cid, name)
+
+    # -- daemon lifetime ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.manager.load)
+        self._refresh()
+        from dockyard.network.dns import DnsServers
+
+        self.dns = DnsServers(self.resolve, self._upstreams)
+
+    async def restore(self, c) -> bool:
+        """A container found running after a daemon restart: its ports held again and its DNS
+        served again. False if its sandbox is gone."""
+        ok = await asyncio.to_thread(self.manager.restore_sandbox, c.id)
+        if ok:
+            await self._start_dns(c)
+        return ok
+
+    async def forget_orphans(self, known: set[str]) -> None:
+        for cid in list(self.manager.sandboxes):
+            if cid not in known:
+                await asyncio.to_thread(self.manager.forget, cid)
+
+    async def close(self) -> None:
+        if self.dns is not None:
+            await self.dns.close()
+        self.manager.close()
+
+    # -- containers ---------------------------------------------------------------------------
+
+    def plan(self, host_config: dict, networking_config: dict | None) -> dict:
+        return self.manager.plan(host_config, networking_config)
+
+    def configure(self, c, endpoints: dict) -> None:
+        """At create (in a thread): the endpoints recorded; resolv.conf for the embedded DNS."""
+        self.manager.configure(c.id, c.name, c.host_config, endpoints)
+        if self.manager.uses_embedded_dns(c.host_config, endpoints):
+            self._write_embedded_resolv(c)
+
+    def _write_embedded_resolv(self, c) -> None:
+        from dockyard.engine.etcfiles import build_resolv, resolv_options, search_domains
+
+        host = _read("/etc/resolv.conf")
+        hc = c.host_config
+        search = hc.get("DnsSearch") or search_domains(host)
+        options = hc.get("DnsOptions") or resolv_options(host)
+        text = build_resolv([EMBEDDED_DNS], search, [*options, "ndots:0"]
+                            if not any(o.startswith("ndots") for o in options) else options)
+        with open(c.resolv_path, "w") as f:
+            f.write(text)
+
+    def namespace_paths(self, c) -> dict[str, str]:
+        """container:<x> modes: the joined container's namespaces (/proc/<pid>/ns/*)."""
+        out = {}
+        for key, kind in (("NetworkMode", "network"), ("IpcMode", "ipc"), ("PidMode", "pid"),
+                          ("UTSMode", "uts")):
+            mode = str(c.host_config.get(key) or "")
+            if not mode.startswith("container:"):
+                continue
+            other = self.engine.containers.get(mode.split(":", 1)[1])
+            if other.id == c.id:
+                raise InvalidArgument(f"cannot join own {kind} namespace")
+            if not other.state.Running or not other.state.Pid:
+                raise Conflict(f"cannot join {kind} namespace of a non running container: "
+                               f"container {other.id} is not running")
+            ns = {"network": "net"}.get(kind, kind)
+            out[kind] = f"/proc/{other.state.Pid}/ns/{ns}"
+            if kind == "ipc":  # its /dev/shm too, through its root
+                out["shm"] = f"/proc/{other.state.Pid}/root/dev/shm"
+        return out
+
+    async def setup(self, c) -> tuple[str | None, dict[str, str]]:
+        """Before the runtime starts ``c``: its namespace path (or None) and the namespace
+        paths of container:<x> modes; /etc/hosts rewritten with its addresses."""
+        paths = self.namespace_paths(c)
+        made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config, c.config)
+        try:
+            if made["ips"] or (c.host_config.get("Links")):
+                await asyncio.to_thread(self._write_hosts, c, made["ips"])
+            await self._start_dns(c)
+        except BaseException:
+            await self.teardown(c)
+            raise
+        for nid in self.manager.sandboxes.get(c.id, {}).get("endpoints", {}):
+            self._emit(nid, "connect", c.id)
+        return made["netns"], paths
+
+    async def _start_dns(self, c) -> None:
+        sb = self.manager.sandboxes.get(c.id)
+        if sb and sb.get("netns") and self.manager.uses_embedded_dns(c.host_config, sb["endpoints"]):
+            await self.dns.serve(c.id, sb["netns"])
+
+    def _write_hosts(self, c, ips: list[str]) -> None:
+        from dockyard.engine.etcfiles import hosts_file
+
+        hc = c.host_config
+        extra = list(hc.get("ExtraHosts") or [])
+        for alias, target in _links(hc).items():  # legacy links: the target's address
+            try:
+                other = self.engine.containers.get(target)
+            except NotFound:
+                continue
+            for ip in self.manager.addresses(other.id)[:1]:
+                extra.append(f"{alias}:{ip}")
+                if target != alias:
+                    extra.append(f"{target}:{ip}")
+        text = hosts_file(c.config.get("Hostname") or c.id[:12], c.config.get("Domainname", ""),
+                          extra, hc.get("NetworkMode") or "default", ips=ips[:1],
+                          host_hosts=_read("/etc/hosts"), host_gateway_ip=self.host_gateway())
+        tmp = c.hosts_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, c.hosts_path)
+
+    def host_gateway(self) -> str | None:
+        try:
+            bridge = self.manager.get("bridge")
+        except NotFound:
+            return None
+        cfgs = bridge["IPAM"]["Config"]
+        return cfgs[0]["Gateway"] if cfgs else None
+
+    async def teardown(self, c) -> None:
+        if self.dns is not None:
+            await self.dns.stop(c.id)
+        sb = self.manager.sandboxes.get(c.id)
+        was = [n for n, ep in (sb or {}).get("endpoints", {}).items() if ep.get("EndpointID")]
+        await asyncio.to_thread(self.manager.teardown, c.id)
+        for nid in was:
+            self._emit(nid, "disconnect", c.id)
+
+    async def forget(self, c) -> None:
+        if self.dns is not None:
+            await self.dns.stop(c.id)
+        await asyncio.to_thread(self.manager.forget, c.id)
+
+    async def rename(self, c) -> None:
+        await asyncio.to_thread(self.manager.rename, c.id, c.name)
+
+    # -- the network API ------------------------------------------------------------------------
+
+    async def create(self, body: dict) -> dict:
+        rec = await asyncio.to_thread(self.manager.create, body)
+        self._emit(rec["Id"], "create")
+        return rec
+
+    async def remove(self, ref: str) -> None:
+        net = await asyncio.to_thread(self.manager.remove, ref)
+        self._emit(net["Id"], "destroy", net=net)
+
+    def inspect(self, ref: str) -> dict:
+        return self.manager.inspect(self.manager.get(ref))
+
+    def list(self, filters: dict | None = None) -> list[dict]:
+        from dockyard.network.filters import matches, validate
+
+        filters = filters or {}
+        validate(filters)
+        return [self.manager.inspect(n) for n in list(self.manager.networks.values())
+                if matches(n, filters, self.manager)]
+
+    async def prune(self, filters: dict | None = None) -> list[str]:
+        from dockyard.network.filters import prune_candidates
+
+        deleted = []
+        for net in prune_candidates(self.manager, filters or {}):
+            try:
+                await self.remove(net["Id"])
+            except (Conflict, NotFound) as exc:
+                log.debug("prune: keeping %s: %s", net["Name"], exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - Forbidden: in use since the listing
+                log.debug("prune: keeping %s: %s", net["Name"], exc)
+                continue
+            deleted.append(net["Name"])
+        return deleted
+
+    async def connect(self, ref: str, container_ref: str, cfg: dict | None) -> None:
+        c = self.engine.containers.get(container_ref)
+        net = await asyncio.to_thread(self.manager.connect, ref, c.id, c.name, c.host_config,
+                                      cfg, bool(c.state.Running))
+        if c.state.Running:
+            await self._start_dns(c)
+            ips = self.manager.addresses(c.id)
+            await asyncio.to_thread(self._write_hosts, c, ips)
+        self._emit(net["Id"], "connect", c.id)
+
+    async def disconnect(self, ref: str, container_ref: str, force: bool = False) -> None:
+        try:
+            c = self.engine.containers.get(container_ref)
+            cid = c.id
+        except NotFound:
+            if not force:
+                raise
+            c, cid = None, container_ref
+        net = await asyncio.to_thread(self.manager.disconnect, ref, cid)
+        if c is not None and not self.manager.uses_embedded_dns(
+                c.host_config, self.manager.sandboxes.get(cid, {}).get("endpoints", {})):
+            await self.dns.stop(cid)
+        self._emit(net["Id"], "disconnect", cid)
+
+    def _emit(self, network_id: str, action: str, container: str | None = None, *,
+              net: dict | None = None) -> None:
+        net = net or self.manager.networks.get(network_id)
+        if net is None:
+            return
+        attrs = {"name": net["Name"], "type": net["Driver"]}
+        if container:
+            attrs["container"] = container
+        self.engine.events.emit("network", action, network_id, attrs)
+
+    # -- container views ------------------------------------------------------------------------
+
+    def settings(self, c) -> dict:
+        return self.manager.settings(c.id, c.config)
+
+    def summary(self, c) -> dict:
+        return {"Networks": self.manager.summary_networks(c.id)}
+
+    def ports(self, c) -> list[dict]:
+        return self.manager.summary_ports(c.id, c.config)
+
+    def network_names(self, c) -> list[str]:
+        return self.manager.networks_of(c.id)
+
+    def _upstreams(self, cid: str) -> list[tuple[str, int]]:
+        """Where the embedded DNS forwards a container's other names: its --dns servers, else
+        the host's (loopback ones kept: the forwarder runs in the host's namespace)."""
+        from dockyard.engine.etcfiles import nameservers
+
+        try:
+            c = self.engine.containers.get(cid)
+            dns = list(c.host_config.get("Dns") or [])
+        except NotFound:
+            dns = []
+        servers = dns or nameservers(_read("/etc/resolv.conf"))
+        return [_hostport(s) for s in servers]
+
+
+def _hostport(server: str) -> tuple[str, int]:
+    host, sep, port = server.rpartition(":")
+    if sep and "." in host and port.isdigit():
+        return host, int(port)
+    return server, 53
+
+
+def _links(hc: dict) -> dict[str, str]:
+    from dockyard.network.sandbox import _legacy_links
+
+    return _legacy_links(hc)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+__all__ = ["NetworkService", "public"]

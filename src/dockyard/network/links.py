@@ -1,0 +1,215 @@
+"""Interfaces, addresses and routes, through netlink (pyroute2), in the host's namespace or in
+a container's.
+
+Owns the kernel side of the drivers: a bridge with its gateway address, a veth pair with one
+end on a bridge and the other inside a container's namespace as ``eth<n>``, a macvlan child of
+a parent interface moved into a container's namespace, and their removal. Each function is
+blocking and is called from a worker thread (``linux.netns.in_netns`` switches only the calling
+thread). pyroute2's own namespace helpers fork a process; they are not used (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from dockyard.errdefs import Conflict, InvalidArgument, NotFound
+from dockyard.linux.netns import in_netns
+
+log = logging.getLogger(__name__)
+logging.getLogger("pyroute2").setLevel(logging.WARNING)  # it logs every netlink message at debug
+
+
+@contextlib.contextmanager
+def _ipr(netns: str | None = None) -> Iterator[IPRoute]:
+    with in_netns(netns):
+        ipr = IPRoute()
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+
+
+def _index(ipr: IPRoute, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def exists(ifname: str, netns: str | None = None) -> bool:
+    with _ipr(netns) as ipr:
+        return _index(ipr, ifname) is not None
+
+
+def mac_for(ip: ipaddress.IPv4Address) -> str:
+    """Docker's MAC of an address: 02:42 and the four bytes of the IPv4 address."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+def _sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def ensure_bridge(ifname: str, gateway: ipaddress.IPv4Address, prefixlen: int,
+                  mtu: int | None = None) -> bool:
+    """The bridge ``ifname`` up with ``gateway/prefixlen``; True if it was made here."""
+    made = False
+    with _ipr() as ipr:
+        idx = _index(ipr, ifname)
+        if idx is None:
+            log.debug("creating bridge %s", ifname)
+            try:
+                ipr.link("add", ifname=ifname, kind="bridge")
+            except NetlinkError as exc:
+                raise InvalidArgument(f"cannot create bridge {ifname}: {exc}") from None
+            made = True
+            idx = _index(ipr, ifname)
+        try:
+            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)
+                    if a["family"] == 2}
+            if (str(gateway), prefixlen) not in have:
+                ipr.addr("add", index=idx, address=str(gateway), prefixlen=prefixlen)
+            if mtu:
+                ipr.link("set", index=idx, mtu=mtu)
+            ipr.link("set", index=idx, state="up")
+        except BaseException:
+            if made:
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", index=idx)
+            raise
+    # 127.0.0.1 published ports are DNATed onto the bridge (firewall.py)
+    with contextlib.suppress(OSError):
+        _sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/route_localnet", "1")
+    return made
+
+
+def delete_link(ifname: str, netns: str | None = None) -> None:
+    """Remove an interface; gone already is fine."""
+    with _ipr(netns) as ipr:
+        idx = _index(ipr, ifname)
+        if idx is not None:
+            log.debug("deleting link %s", ifname)
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=idx)
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks the host routes to (not its default route): subnets must avoid them."""
+    out = []
+    with _ipr() as ipr:
+        for r in ipr.get_routes(family=2, table=254):
+            dst = r.get_attr("RTA_DST")
+            if dst and r["dst_len"] > 0:
+                out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+    return out
+
+
+def link_up_loopback(netns: str) -> None:
+    with _ipr(netns) as ipr:
+        ipr.link("set", index=_index(ipr, "lo"), state="up")
+
+
+def _configure_inside(netns: str, tmp_name: str, ifname: str, ip: ipaddress.IPv4Address,
+                      prefixlen: int, gateway: ipaddress.IPv4Address | None,
+                      mac: str | None, mtu: int | None) -> None:
+    with _ipr(netns) as ipr:
+        lo = _index(ipr, "lo")
+        ipr.link("set", index=lo, state="up")
+        idx = _index(ipr, tmp_name)
+        if idx is None:
+            raise NotFound(f"interface {tmp_name} did not arrive in {netns}")
+        settings = {"ifname": ifname}
+        if mac:
+            settings["address"] = mac
+        if mtu:
+            settings["mtu"] = mtu
+        ipr.link("set", index=idx, **settings)
+        ipr.addr("add", index=idx, address=str(ip), prefixlen=prefixlen)
+        ipr.link("set", index=idx, state="up")
+        if gateway is not None:
+            have_default = any(r["dst_len"] == 0 for r in ipr.get_routes(family=2, table=254))
+            if not have_default:
+                ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
+
+
+def add_veth(netns: str, bridge: str, ifname: str, ip: ipaddress.IPv4Address, prefixlen: int,
+             gateway: ipaddress.IPv4Address | None, mtu: int | None = None) -> str:
+    """A veth pair: one end on ``bridge`` (returned: its name), the other in ``netns`` as
+    ``ifname`` with ``ip``; the default route through ``gateway`` if it has none yet."""
+    host = "veth" + secrets.token_hex(4)[:7]
+    peer = "vp" + secrets.token_hex(6)
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with _ipr() as ipr:
+            br = _index(ipr, bridge)
+            if br is None:
+                raise NotFound(f"bridge {bridge} not found")
+            ipr.link("add", ifname=host, kind="veth", peer={"ifname": peer, "net_ns_fd": fd})
+            try:
+                hidx = _index(ipr, host)
+                ipr.link("set", index=hidx, master=br, state="up", **({"mtu": mtu} if mtu else {}))
+                _configure_inside(netns, peer, ifname, ip, prefixlen, gateway, mac_for(ip), mtu)
+            except BaseException:
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", ifname=host)
+                raise
+    finally:
+        os.close(fd)
+    return host
+
+
+def add_macvlan(netns: str, parent: str, ifname: str, ip: ipaddress.IPv4Address, prefixlen: int,
+                gateway: ipaddress.IPv4Address | None, mode: str = "bridge") -> None:
+    """A macvlan child of ``parent`` (bridge mode) inside ``netns`` as ``ifname``."""
+    tmp = "mv" + secrets.token_hex(6)
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with _ipr() as ipr:
+            pidx = _index(ipr, parent)
+            if pidx is None:
+                raise NotFound(f"-o parent interface was not found on the host: {parent}")
+            ipr.link("add", ifname=tmp, kind="macvlan", link=pidx, macvlan_mode=mode)
+            try:
+                ipr.link("set", index=_index(ipr, tmp), net_ns_fd=fd)
+            except BaseException:
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", ifname=tmp)
+                raise
+        _configure_inside(netns, tmp, ifname, ip, prefixlen, gateway, mac_for(ip), None)
+    finally:
+        os.close(fd)
+
+
+def remove_in(netns: str, ifname: str) -> None:
+    """Delete ``ifname`` inside ``netns`` (a veth's other end goes with it)."""
+    with contextlib.suppress(FileNotFoundError):
+        delete_link(ifname, netns)
+
+
+def interfaces(netns: str | None = None) -> list[str]:
+    with _ipr(netns) as ipr:
+        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+
+
+def check_parent(parent: str) -> None:
+    if not exists(parent):
+        raise NotFound(f"-o parent interface was not found on the host: {parent}")
+
+
+def set_ip_forward() -> None:
+    with contextlib.suppress(OSError):
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            if f.read().strip() == "1":
+                return
+        _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+
+
+__all__ = ["Conflict", "errno"]

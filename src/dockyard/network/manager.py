@@ -1,0 +1,299 @@
+"""The networks of one daemon and the network side of its containers.
+
+Owns the network records (create, inspect, list, remove, prune; the predefined ``bridge``,
+``host`` and ``none``), each container's sandbox (its pinned network namespace, its endpoints
+with their addresses, its published ports), and keeping the host in step with them: bridges,
+veths, macvlans, the firewall table. Blocking: every public method is called from a worker
+thread and serialized by one lock; the engine (engine/networks.py) calls it with
+``asyncio.to_thread``. Knows nothing of containers beyond ids, names and their
+HostConfig/Config documents.
+
+A sandbox's life: ``configure`` at container create (endpoints as configured, no addresses),
+``setup`` at start (namespace, interfaces, addresses, ports), ``teardown`` at exit (all of it
+undone, addresses released), ``forget`` at remove. Everything ``setup`` makes is recorded
+before the next step, so a failure part-way is undone from the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dockyard.errdefs import Conflict, Forbidden, InvalidArgument, NotFound
+from dockyard.network import drivers, firewall, ipam
+from dockyard.network.ports import Published, Reservations, plan_bindings
+from dockyard.network.sandbox import SandboxMixin
+from dockyard.network.store import NetworkStore
+
+log = logging.getLogger(__name__)
+
+PREDEFINED = ("bridge", "host", "none")
+BRIDGE_OPTION = "com.docker.network.bridge.name"
+PRIVATE = "_dockyard"   # our own facts in a record, never shown
+
+
+def public(net: dict) -> dict:
+    return {k: v for k, v in net.items() if k != PRIVATE}
+
+
+@dataclass
+class NetworkOptions:
+    """The daemon's network flags (dockerd's names)."""
+    bridge: str = "dockyard0"              # -b/--bridge ("none": no default bridge)
+    bip: str = ""                          # --bip: the default bridge's gateway/prefix
+    iptables: bool = True                  # --iptables: manage the firewall table
+    ip_forward: bool = True                # --ip-forward
+    ip_masq: bool = True                   # --ip-masq
+    userland_proxy: bool = False           # --userland-proxy (the kernel carries everything)
+    pools: list[ipam.AddressPool] = field(default_factory=lambda: list(ipam.DEFAULT_POOLS))
+    mtu: int = 0
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+class NetworkManager(SandboxMixin):
+    def __init__(self, db_path: str, exec_root: str, options: NetworkOptions | None = None) -> None:
+        self.options = options or NetworkOptions()
+        self.store = NetworkStore(db_path)
+        self.netns_dir = os.path.join(exec_root, "netns")
+        self.table = firewall.table_name(self.options.bridge)
+        self.ports = Reservations()
+        self._lock = threading.RLock()
+        self.networks: dict[str, dict] = {}
+        self.allocators: dict[str, list[ipam.Allocator]] = {}
+        self.sandboxes: dict[str, dict] = {}
+        self.on_change = lambda: None   # called (in the worker thread) after endpoints change
+
+    # -- daemon lifetime --------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Open the records; make the predefined networks; bring the host in step (bridges,
+        firewall) without touching the namespaces of running containers."""
+        with self._lock:
+            for rec in self.store.networks():
+                self.networks[rec["Id"]] = rec
+            self.sandboxes = self.store.sandboxes()
+            self._ensure_predefined()
+            for net in self.networks.values():
+                self.allocators[net["Id"]] = self._allocators(net)
+            for sb in self.sandboxes.values():
+                for nid, ep in sb["endpoints"].items():
+                    if ep.get("IPAddress") and nid in self.allocators:
+                        self._mark_used(nid, ep["IPAddress"])
+            if self.options.ip_forward:
+                from dockyard.network.links import set_ip_forward
+
+                set_ip_forward()
+            for net in self.networks.values():
+                drivers.get(net["Driver"]).restore_network(net)
+            self._apply_firewall()
+
+    def _ensure_predefined(self) -> None:
+        names = {n["Name"] for n in self.networks.values()}
+        if "bridge" not in names and self.options.bridge != "none":
+            bip = ipam.parse_network(self.options.bip) if self.options.bip else None
+            gw = ipam.parse_addr(self.options.bip) if self.options.bip else None
+            taken = [ipam.Net(c["Subnet"]) for n in self.networks.values()
+                     for c in (n["IPAM"]["Config"] or [])]
+            from dockyard.network.links import host_routes
+
+            cfg = ipam.subnet_config(bip, gw, None, {}, pools=self.options.pools, taken=taken,
+                                     routes=host_routes())
+            opts = {"com.docker.network.bridge.default_bridge": "true",
+                    "com.docker.network.bridge.enable_icc": "true",
+                    "com.docker.network.bridge.enable_ip_masquerade": "true",
+                    "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                    BRIDGE_OPTION: self.options.bridge,
+                    "com.docker.network.driver.mtu": str(self.options.mtu or 1500)}
+            self._add_record("bridge", "bridge", [cfg], opts, {}, internal=False, attachable=False)
+        if "host" not in names:
+            self._add_record("host", "host", [], {}, {}, internal=False, attachable=False)
+        if "none" not in names:
+            self._add_record("none", "null", [], {}, {}, internal=False, attachable=False)
+
+    def _add_record(self, name: str, driver: str, configs: list[ipam.SubnetConfig],
+                    options: dict, labels: dict, *, internal: bool, attachable: bool,
+                    ipam_driver: str = "default", ipam_options: dict | None = None,
+                    user_subnet: bool = False) -> dict:
+        rec = {"Name": name, "Id": secrets.token_hex(32), "Created": _now(), "Scope": "local",
+               "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
+               "IPAM": {"Driver": ipam_driver, "Options": ipam_options,
+                        "Config": [c.to_json() for c in configs]},
+               "Internal": internal, "Attachable": attachable, "Ingress": False,
+               "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Options": options,
+               "Labels": labels, PRIVATE: {"user_subnet": user_subnet}}
+        driver_impl = drivers.get(driver)
+        driver_impl.create_network(rec)
+        try:
+            self.store.add_network(rec)
+        except BaseException:
+            driver_impl.delete_network(rec)
+            raise
+        self.networks[rec["Id"]] = rec
+        self.allocators[rec["Id"]] = self._allocators(rec)
+        return rec
+
+    def close(self) -> None:
+        self.ports.close()
+        self.store.close()
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def get(self, ref: str) -> dict:
+        """By full id, by name, or by a unique id prefix (dockerd's order)."""
+        with self._lock:
+            if ref in self.networks:
+                return self.networks[ref]
+            for n in self.networks.values():
+                if n["Name"] == ref:
+                    return n
+            found = [n for n in self.networks.values() if ref and n["Id"].startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidArgument(f"network {ref} is ambiguous ({len(found)} matches found "
+                                      "based on ID prefix)")
+            raise NotFound(f"network {ref} not found")
+
+    def create(self, body: Mapping) -> dict:
+        """POST /networks/create: the record made, or an error and nothing made."""
+        name = body.get("Name")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument("network name is required")
+        driver = body.get("Driver") or "bridge"
+        impl = drivers.get(driver, create=True)
+        if body.get("EnableIPv6"):
+            raise InvalidArgument("IPv6 networks are not supported by this daemon")
+        ipam_req = body.get("IPAM") or {}
+        if (ipam_req.get("Driver") or "default") != "default":
+            raise NotFound(f'plugin "{ipam_req["Driver"]}" not found')
+        options = dict(body.get("Options") or {})
+        labels = dict(body.get("Labels") or {})
+        with self._lock:
+            if name in PREDEFINED or any(n["Name"] == name for n in self.networks.values()):
+                raise Conflict(f"network with name {name} already exists")
+            impl.check_options(options, self)
+            entries = [ipam.check_request(e) for e in (ipam_req.get("Config") or [])]
+            if len(entries) > 1:
+                raise InvalidArgument("only one IPv4 subnet per network is supported")
+            taken = [ipam.Net(c["Subnet"]) for n in self.networks.values()
+                     if n["Driver"] == "bridge" or driver == "bridge"
+                     for c in (n["IPAM"]["Config"] or [])]
+            if entries:
+                subnet, gw, rng, aux = entries[0]
+            else:
+                subnet, gw, rng, aux = None, None, None, {}
+            routes = []
+            if subnet is None:
+                from dockyard.network.links import host_routes
+
+                routes = host_routes()
+            if driver == "macvlan" and subnet is None:
+                raise InvalidArgument("a macvlan network needs --subnet (the parent's segment)")
+            cfg = ipam.subnet_config(subnet, gw, rng, aux, pools=self.options.pools,
+                                     taken=taken if driver == "bridge" else [], routes=routes)
+            rec = self._add_record(name, driver, [cfg], options, labels,
+                                   internal=bool(body.get("Internal")),
+                                   attachable=bool(body.get("Attachable")),
+                                   ipam_options=ipam_req.get("Options"),
+                                   user_subnet=bool(entries and entries[0][0] is not None))
+            self._apply_firewall()
+            return rec
+
+    def remove(self, ref: str) -> dict:
+        with self._lock:
+            net = self.get(ref)
+            if net["Name"] in PREDEFINED:
+                raise Forbidden(f"{net['Name']} is a pre-defined network and cannot be removed")
+            if users := self.users(net["Id"], active_only=True):
+                raise Forbidden(f"error while removing network: network {net['Name']} id "
+                                f"{net['Id']} has active endpoints ({', '.join(users)})")
+            for cid, sb in self.sandboxes.items():
+                if sb["endpoints"].pop(net["Id"], None) is not None:
+                    self.store.save_sandbox(cid, sb)
+            drivers.get(net["Driver"]).delete_network(net)
+            self.store.remove_network(net["Id"])
+            self.networks.pop(net["Id"], None)
+            self.allocators.pop(net["Id"], None)
+            self._apply_firewall()
+            return net
+
+    def users(self, network_id: str, *, active_only: bool = False) -> list[str]:
+        return [sb.get("name") or cid for cid, sb in self.sandboxes.items()
+                if network_id in sb["endpoints"]
+                and (not active_only or sb["endpoints"][network_id].get("IPAddress")
+                     or sb.get("netns"))]
+
+    def inspect(self, net: dict) -> dict:
+        """The network in Docker's shape, with its attached containers."""
+        with self._lock:
+            containers = {}
+            for cid, sb in self.sandboxes.items():
+                ep = sb["endpoints"].get(net["Id"])
+                if ep is None or not ep.get("EndpointID"):
+                    continue
+                containers[cid] = {"Name": sb.get("name", ""), "EndpointID": ep["EndpointID"],
+                                   "MacAddress": ep.get("MacAddress", ""),
+                                   "IPv4Address": (f"{ep['IPAddress']}/{ep['IPPrefixLen']}"
+                                                   if ep.get("IPAddress") else ""),
+                                   "IPv6Address": ""}
+            return {**public(net), "Containers": containers}
+
+    def _allocators(self, net: dict) -> list[ipam.Allocator]:
+        return [ipam.Allocator(ipam.SubnetConfig.from_json(c)) for c in net["IPAM"]["Config"] or []]
+
+    def _mark_used(self, network_id: str, ip: str) -> None:
+        addr = ipaddress.IPv4Address(ip)
+        for a in self.allocators.get(network_id, []):
+            if addr in a.cfg.subnet:
+                a.used.add(addr)
+
+    # -- the firewall -----------------------------------------------------------------------
+
+    def _apply_firewall(self) -> None:
+        if not self.options.iptables:
+            return
+        bridges, rules = [], []
+        for net in self.networks.values():
+            if net["Driver"] != "bridge" or not net["IPAM"]["Config"]:
+                continue
+            masq = net["Options"].get("com.docker.network.bridge.enable_ip_masquerade", "true")
+            bridges.append(firewall.BridgeRule(drivers.bridge_name(net),
+                                               net["IPAM"]["Config"][0]["Subnet"],
+                                               masquerade=masq != "false" and self.options.ip_masq,
+                                               internal=bool(net["Internal"])))
+        for sb in self.sandboxes.values():
+            ip = _port_target(sb, self.networks)
+            if ip is None:
+                continue
+            for p in sb.get("ports") or []:
+                pub = Published.from_json(p)
+                rules.append(firewall.PortRule(pub.proto, pub.host_ip, pub.host_port, ip,
+                                               pub.container_port))
+        firewall.apply(firewall.render(self.table, bridges, rules))
+
+    def remove_firewall(self) -> None:
+        with contextlib.suppress(OSError):
+            firewall.apply(firewall.removal(self.table))
+
+
+def _port_target(sb: dict, networks: dict) -> str | None:
+    """The address published ports go to: the container's on its first bridge network."""
+    for nid, ep in sb["endpoints"].items():
+        net = networks.get(nid)
+        if net is not None and net["Driver"] == "bridge" and ep.get("IPAddress"):
+            return ep["IPAddress"]
+    return None
+
+
+__all__ = ["NetworkManager", "NetworkOptions", "plan_bindings"]

@@ -1,0 +1,446 @@
+"""The network side of a container (its "sandbox", as libnetwork calls it), as a part of
+`NetworkManager`: endpoints configured at create, made at start, undone at exit; connect and
+disconnect; the NetworkSettings and Ports that inspect and list show; the names the embedded
+DNS answers.
+
+A sandbox record: ``{"name", "mode", "netns", "endpoints": {network id: endpoint},
+"ports": [published], "links": {alias: target name}}``. An endpoint keeps what was asked for
+(Aliases, IPAMConfig, Links, DriverOpts) and, while the container runs, what was made
+(EndpointID, IPAddress, IPPrefixLen, Gateway, MacAddress, the interface names).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+
+from dockyard.errdefs import Forbidden, InvalidArgument, NotFound
+from dockyard.network import drivers, ipam
+from dockyard.network.ports import Published, plan_bindings
+
+log = logging.getLogger(__name__)
+
+_MADE = ("EndpointID", "IPAddress", "Gateway", "MacAddress", "ifname", "host_veth")
+
+
+def network_mode(host_config: Mapping) -> str:
+    return host_config.get("NetworkMode") or "default"
+
+
+def _legacy_links(host_config: Mapping) -> dict[str, str]:
+    """HostConfig.Links ("/target:/me/alias" or "target:alias") -> {alias: target}."""
+    out = {}
+    for link in host_config.get("Links") or []:
+        target, _, alias = link.partition(":")
+        target = target.lstrip("/")
+        alias = alias.rsplit("/", 1)[-1] if alias else target
+        out[alias] = target
+    return out
+
+
+class SandboxMixin:
+    # -- create --------------------------------------------------------------------------
+
+    def plan(self, host_config: Mapping, networking_config: Mapping | None) -> dict[str, dict]:
+        """The endpoints a create asks for (network id -> endpoint config); errors for bad
+        ones. Nothing is changed."""
+        mode = network_mode(host_config)
+        eps_cfg = (networking_config or {}).get("EndpointsConfig") or {}
+        if not isinstance(eps_cfg, Mapping):
+            raise InvalidArgument("NetworkingConfig.EndpointsConfig: expected an object")
+        if mode.startswith("container:"):
+            if eps_cfg:
+                raise InvalidArgument("conflicting options: container type network can't be "
+                                      "used with other networks")
+            return {}
+        primary = "bridge" if mode == "default" else mode
+        # the CLI names the default network "default" in EndpointsConfig too
+        eps_cfg = {("bridge" if k == "default" else k): v for k, v in eps_cfg.items()}
+        with self._lock:
+            main = self.get(primary)
+            out = {main["Id"]: self._endpoint_config(main, eps_cfg.get(primary)
+                                                     or eps_cfg.get(main["Name"]) or {})}
+            for key, cfg in eps_cfg.items():
+                net = self.get(key)
+                if net["Id"] not in out:
+                    out[net["Id"]] = self._endpoint_config(net, cfg or {})
+            kinds = {self.networks[n]["Driver"] for n in out}
+            if len(out) > 1 and kinds & {"host", "null"}:
+                raise InvalidArgument("container cannot be connected to host or none network "
+                                      "and to other networks")
+            return out
+
+    def _endpoint_config(self, net: dict, cfg: Mapping) -> dict:
+        if not isinstance(cfg, Mapping):
+            raise InvalidArgument("EndpointSettings: expected an object")
+        user = net["Name"] not in ("bridge", "host", "none")
+        aliases = list(cfg.get("Aliases") or []) or None
+        if aliases and not user:
+            raise InvalidArgument("network-scoped alias is supported only for containers in "
+                                  "user defined networks")
+        ipam_cfg = cfg.get("IPAMConfig") or None
+        wanted = (ipam_cfg or {}).get("IPv4Address") or ""
+        if wanted:
+            if not user:
+                raise InvalidArgument("user specified IP address is supported on user defined "
+                                      "networks only")
+            if not net.get("_dockyard", {}).get("user_subnet"):
+                raise InvalidArgument("user specified IP address is supported only when "
+                                      "connecting to networks with user configured subnets")
+            addr = ipam.parse_addr(wanted, "IPv4 address")
+            if not any(addr in ipaddress.IPv4Network(c["Subnet"]) for c in net["IPAM"]["Config"]):
+                raise InvalidArgument(f"no configured subnet or ip-range contain the IP address "
+                                      f"{addr}")
+        if (ipam_cfg or {}).get("IPv6Address"):
+            raise InvalidArgument("IPv6 addresses are not supported by this daemon")
+        return {"IPAMConfig": ipam_cfg, "Links": list(cfg.get("Links") or []) or None,
+                "Aliases": aliases, "DriverOpts": cfg.get("DriverOpts") or None,
+                "NetworkID": net["Id"], "EndpointID": "", "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "MacAddress": ""}
+
+    def configure(self, cid: str, name: str, host_config: Mapping, endpoints: dict[str, dict]) -> None:
+        with self._lock:
+            sb = {"name": name, "mode": network_mode(host_config), "netns": "",
+                  "endpoints": endpoints, "ports": [], "links": _legacy_links(host_config)}
+            self.store.save_sandbox(cid, sb)
+            self.sandboxes[cid] = sb
+
+    def forget(self, cid: str) -> None:
+        with self._lock:
+            if cid in self.sandboxes:
+                self.teardown(cid)
+                self.sandboxes.pop(cid, None)
+                self.store.remove_sandbox(cid)
+                self.on_change()
+
+    def rename(self, cid: str, name: str) -> None:
+        with self._lock:
+            if sb := self.sandboxes.get(cid):
+                sb["name"] = name
+                self.store.save_sandbox(cid, sb)
+                self.on_change()
+
+    def uses_embedded_dns(self, host_config: Mapping, endpoints: Mapping[str, dict]) -> bool:
+        """Docker's rule: containers on a user-defined network get 127.0.0.11."""
+        return any(self.networks[n]["Name"] not in ("bridge", "host", "none")
+                   for n in endpoints if n in self.networks)
+
+    # -- start and exit ----------------------------------------------------------------------
+
+    def setup(self, cid: str, name: str, host_config: Mapping, config: Mapping) -> dict:
+        """Make the sandbox of a starting container: its namespace (``netns``, None for host
+        and container: modes), its endpoints' interfaces and addresses, its published ports.
+        All or nothing."""
+        with self._lock:
+            sb = self.sandboxes.get(cid)
+            if sb is None:
+                self.configure(cid, name, host_config, self.plan(host_config, None))
+                sb = self.sandboxes[cid]
+            sb["name"] = name
+            mode = sb["mode"]
+            if mode == "host" or mode.startswith("container:"):
+                return {"netns": None, "ips": []}
+            try:
+                self._make(cid, sb, host_config, config)
+            except BaseException:
+                self.teardown(cid)
+                raise
+            self.on_change()
+            return {"netns": sb["netns"], "ips": self.addresses(cid)}
+
+    def _make(self, cid: str, sb: dict, host_config: Mapping, config: Mapping) -> None:
+        from dockyard.linux.netns import create_netns, remove_netns
+
+        path = os.path.join(self.netns_dir, cid)
+        remove_netns(path)  # a leftover of a crash
+        create_netns(path)
+        sb["netns"] = path
+        self.store.save_sandbox(cid, sb)
+        from dockyard.network.links import link_up_loopback
+
+        link_up_loopback(path)
+        for nid in list(sb["endpoints"]):
+            self._join(cid, sb, nid)
+        if _on_bridge(sb, self.networks):
+            bindings = plan_bindings(host_config, config)
+            if bindings:
+                published = self.ports.reserve(cid, bindings)
+                sb["ports"] = [p.to_json() for p in published]
+                self.store.save_sandbox(cid, sb)
+                self._apply_firewall()
+
+    def _join(self, cid: str, sb: dict, nid: str) -> None:
+        net = self.networks[nid]
+        ep = sb["endpoints"][nid]
+        impl = drivers.get(net["Driver"])
+        if not impl.joins:
+            ep["EndpointID"] = secrets.token_hex(32)
+            return
+        wanted = (ep.get("IPAMConfig") or {}).get("IPv4Address")
+        alloc = self.allocators[nid][0]
+        ip = alloc.allocate(ipaddress.IPv4Address(wanted) if wanted else None)
+        try:
+            used = {e.get("ifname") for e in sb["endpoints"].values()}
+            ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+            plen = alloc.cfg.subnet.prefixlen
+            ep.update({"EndpointID": secrets.token_hex(32), "IPAddress": str(ip),
+                       "IPPrefixLen": plen, "Gateway": str(alloc.cfg.gateway),
+                       "MacAddress": _mac(ip), "ifname": ifname})
+            self.store.save_sandbox(cid, sb)
+            ep.update(impl.join(net, sb["netns"], ifname, ip, plen, alloc.cfg.gateway))
+            self.store.save_sandbox(cid, sb)
+        except BaseException:
+            self._leave(sb, nid)
+            raise
+
+    def _leave(self, sb: dict, nid: str) -> None:
+        ep = sb["endpoints"].get(nid)
+        net = self.networks.get(nid)
+        if ep is None:
+            return
+        if net is not None and ep.get("IPAddress"):
+            try:
+                drivers.get(net["Driver"]).leave(net, sb.get("netns") or None, ep)
+            except Exception:  # noqa: BLE001 - the namespace going takes the rest with it
+                log.warning("leaving %s failed", net["Name"], exc_info=True)
+            for a in self.allocators.get(nid, []):
+                a.release(ipaddress.IPv4Address(ep["IPAddress"]))
+        for key in _MADE:
+            ep[key] = ""
+        ep["IPPrefixLen"] = 0
+
+    def teardown(self, cid: str) -> None:
+        """Undo all ``setup`` made (safe on a half-made or already undone sandbox)."""
+        from dockyard.linux.netns import remove_netns
+
+        with self._lock:
+            sb = self.sandboxes.get(cid)
+            if sb is None:
+                return
+            self.ports.release(cid)
+            had_ports = bool(sb.get("ports"))
+            sb["ports"] = []
+            for nid in list(sb["endpoints"]):
+                self._leave(sb, nid)
+            if sb.get("netns"):
+                remove_netns(sb["netns"])
+                sb["netns"] = ""
+            self.store.save_sandbox(cid, sb)
+            if had_ports:
+                self._apply_firewall()
+            self.on_change()
+
+    def restore_sandbox(self, cid: str) -> bool:
+        """After a daemon restart, for a container still running: hold its ports again.
+        False if its namespace is gone."""
+        from dockyard.linux.netns import is_pinned
+
+        with self._lock:
+            sb = self.sandboxes.get(cid)
+            if sb is None:
+                return False
+            if sb.get("netns") and not is_pinned(sb["netns"]):
+                return False
+            self.ports.hold(cid, [Published.from_json(p) for p in sb.get("ports") or []])
+            return True
+
+    # -- connect and disconnect ----------------------------------------------------------------
+
+    def connect(self, net_ref: str, cid: str, name: str, host_config: Mapping,
+                cfg: Mapping | None, running: bool) -> dict:
+        with self._lock:
+            net = self.get(net_ref)
+            sb = self.sandboxes.get(cid)
+            if sb is None:
+                self.configure(cid, name, host_config, {})
+                sb = self.sandboxes[cid]
+            mode = sb["mode"]
+            if mode == "host" or mode.startswith("container:") or net["Driver"] in ("host", "null"):
+                raise Forbidden("container sharing network namespace with another container or "
+                                "host cannot be connected to any other network")
+            if mode == "none" or any(self.networks[n]["Driver"] == "null" for n in sb["endpoints"]
+                                     if n in self.networks):
+                raise Forbidden("container cannot be disconnected from host network or "
+                                "connected to host network")
+            if net["Id"] in sb["endpoints"]:
+                raise Forbidden(f"endpoint with name {name} already exists in network "
+                                f"{net['Name']}")
+            sb["endpoints"][net["Id"]] = self._endpoint_config(net, cfg or {})
+            try:
+                if running and sb.get("netns"):
+                    self._join(cid, sb, net["Id"])
+            except BaseException:
+                sb["endpoints"].pop(net["Id"], None)
+                self.store.save_sandbox(cid, sb)
+                raise
+            self.store.save_sandbox(cid, sb)
+            self.on_change()
+            return net
+
+    def disconnect(self, net_ref: str, cid: str) -> dict:
+        with self._lock:
+            net = self.get(net_ref)
+            sb = self.sandboxes.get(cid)
+            if sb is None or net["Id"] not in sb["endpoints"]:
+                raise Forbidden(f"container {cid} is not connected to network {net['Name']}")
+            if sb["mode"] == "host" and net["Driver"] == "host":
+                raise Forbidden("container cannot be disconnected from host network or "
+                                "connected to host network")
+            self._leave(sb, net["Id"])
+            sb["endpoints"].pop(net["Id"])
+            if not _on_bridge(sb, self.networks) and sb.get("ports"):
+                self.ports.release(cid)
+                sb["ports"] = []
+            self.store.save_sandbox(cid, sb)
+            self._apply_firewall()
+            self.on_change()
+            return net
+
+    # -- views -----------------------------------------------------------------------------
+
+    def addresses(self, cid: str) -> list[str]:
+        sb = self.sandboxes.get(cid) or {"endpoints": {}}
+        return [ep["IPAddress"] for ep in sb["endpoints"].values() if ep.get("IPAddress")]
+
+    def networks_of(self, cid: str) -> list[str]:
+        sb = self.sandboxes.get(cid) or {"endpoints": {}}
+        return [self.networks[n]["Name"] for n in sb["endpoints"] if n in self.networks]
+
+    def published(self, cid: str) -> list[Published]:
+        sb = self.sandboxes.get(cid) or {}
+        return [Published.from_json(p) for p in sb.get("ports") or []]
+
+    def settings(self, cid: str, config: Mapping) -> dict:
+        """NetworkSettings of container inspect (API 1.51's shape)."""
+        with self._lock:
+            sb = self.sandboxes.get(cid) or {"endpoints": {}, "netns": ""}
+            nets = {}
+            for nid, ep in sb["endpoints"].items():
+                net = self.networks.get(nid)
+                if net is None:
+                    continue
+                shown = {k: v for k, v in ep.items() if k not in ("ifname", "host_veth")}
+                shown |= {"IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                          "DNSNames": (self._dns_names(cid, sb, net, ep)
+                                       if ep.get("EndpointID") else None)}
+                nets[net["Name"]] = shown
+            bridge = next((e for n, e in sb["endpoints"].items()
+                           if self.networks.get(n, {}).get("Name") == "bridge"), {})
+            running = bool(sb.get("netns"))
+            return {
+                "Bridge": "", "SandboxID": (cid if running else ""), "SandboxKey": sb["netns"],
+                "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                "Ports": self._ports_view(sb, config), "SecondaryIPAddresses": None,
+                "SecondaryIPv6Addresses": None, "EndpointID": bridge.get("EndpointID", ""),
+                "Gateway": bridge.get("Gateway", ""), "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "IPAddress": bridge.get("IPAddress", ""),
+                "IPPrefixLen": bridge.get("IPPrefixLen", 0), "IPv6Gateway": "",
+                "MacAddress": bridge.get("MacAddress", ""), "Networks": nets}
+
+    def _ports_view(self, sb: dict, config: Mapping) -> dict:
+        if not sb.get("netns"):
+            return {}
+        out: dict[str, list | None] = {k: None for k in config.get("ExposedPorts") or {}}
+        for p in sb.get("ports") or []:
+            pub = Published.from_json(p)
+            out.setdefault(f"{pub.container_port}/{pub.proto}", None)
+            entries = out[f"{pub.container_port}/{pub.proto}"] or []
+            entries.append({"HostIp": pub.host_ip or "0.0.0.0", "HostPort": str(pub.host_port)})
+            out[f"{pub.container_port}/{pub.proto}"] = entries
+        return out
+
+    def summary_ports(self, cid: str, config: Mapping) -> list[dict]:
+        """Ports of the container list: published ones, and exposed ones without a host port."""
+        with self._lock:
+            sb = self.sandboxes.get(cid) or {}
+            if not sb.get("netns"):
+                return []
+            out = []
+            seen = set()
+            for p in self.published(cid):
+                seen.add(f"{p.container_port}/{p.proto}")
+                out.append({"IP": p.host_ip or "0.0.0.0", "PrivatePort": p.container_port,
+                            "PublicPort": p.host_port, "Type": p.proto})
+            for key in config.get("ExposedPorts") or {}:
+                if key not in seen:
+                    port, _, proto = key.partition("/")
+                    out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+            return out
+
+    def summary_networks(self, cid: str) -> dict:
+        with self._lock:
+            sb = self.sandboxes.get(cid) or {"endpoints": {}}
+            out = {}
+            for nid, ep in sb["endpoints"].items():
+                net = self.networks.get(nid)
+                if net is not None:
+                    out[net["Name"]] = {k: v for k, v in ep.items()
+                                        if k not in ("ifname", "host_veth")} | {
+                        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                        "DNSNames": None}
+            return out
+
+    # -- names for the embedded DNS ------------------------------------------------------------
+
+    def _dns_names(self, cid: str, sb: dict, net: dict, ep: dict) -> list[str] | None:
+        if net["Name"] in ("bridge", "host", "none"):
+            return None
+        return [sb.get("name", ""), cid[:12], *(ep.get("Aliases") or [])]
+
+    def name_table(self) -> dict:
+        """What the embedded DNS needs, as one snapshot: per container its user networks and
+        link aliases; per network its names -> addresses."""
+        with self._lock:
+            per_net: dict[str, dict[str, list[str]]] = {}
+            views: dict[str, dict] = {}
+            for cid, sb in self.sandboxes.items():
+                mine = []
+                for nid, ep in sb["endpoints"].items():
+                    net = self.networks.get(nid)
+                    if net is None or not ep.get("IPAddress"):
+                        continue
+                    names = self._dns_names(cid, sb, net, ep)
+                    if names is None:
+                        continue
+                    mine.append(nid)
+                    table = per_net.setdefault(nid, {})
+                    for n in names:
+                        table.setdefault(n.lower(), []).append(ep["IPAddress"])
+                    table.setdefault(f"{sb.get('name', '')}.{net['Name']}".lower(),
+                                     []).append(ep["IPAddress"])
+                links = dict(sb.get("links") or {})
+                for ep in sb["endpoints"].values():
+                    for link in ep.get("Links") or []:
+                        target, _, alias = link.partition(":")
+                        links[alias or target] = target
+                views[cid] = {"networks": mine, "links": {k.lower(): v.lower()
+                                                          for k, v in links.items()}}
+            return {"networks": per_net, "containers": views}
+
+
+def _on_bridge(sb: dict, networks: dict) -> bool:
+    return any(networks.get(n, {}).get("Driver") == "bridge" for n in sb["endpoints"])
+
+
+def _mac(ip: ipaddress.IPv4Address) -> str:
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+def resolve(table: dict, cid: str, name: str) -> list[str] | None:
+    """Addresses of ``name`` as container ``cid`` sees it (None: not ours, forward it)."""
+    view = table["containers"].get(cid)
+    if view is None:
+        return None
+    name = name.lower().rstrip(".")
+    name = view["links"].get(name, name)
+    out: list[str] = []
+    for nid in view["networks"]:
+        out += table["networks"].get(nid, {}).get(name, [])
+    return out or None
+
+
+__all__ = ["SandboxMixin", "resolve", "contextlib", "NotFound"]
