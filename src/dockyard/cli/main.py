@@ -35,6 +35,7 @@ TOP: dict[str, tuple[str, str]] = {
     "save": ("image", "cmd_save"), "load": ("image", "cmd_load"),
     "import": ("image", "cmd_import"), "history": ("image", "cmd_history"),
     "info": ("system", "cmd_info"), "version": ("system", "cmd_version"),
+    "port": ("network", "cmd_port"),
 }
 GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "container": {
@@ -49,6 +50,13 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "tag": TOP["tag"], "save": TOP["save"], "load": TOP["load"], "import": TOP["import"],
         "history": TOP["history"], "inspect": ("inspect", "cmd_image_inspect"),
         "prune": ("image", "cmd_image_prune"),
+    },
+    "network": {
+        "create": ("network", "cmd_network_create"), "ls": ("network", "cmd_network_ls"),
+        "list": ("network", "cmd_network_ls"), "inspect": ("network", "cmd_network_inspect"),
+        "rm": ("network", "cmd_network_rm"), "remove": ("network", "cmd_network_rm"),
+        "prune": ("network", "cmd_network_prune"), "connect": ("network", "cmd_network_connect"),
+        "disconnect": ("network", "cmd_network_disconnect"),
     },
     "system": {
         "info": TOP["info"], "df": ("system", "cmd_system_df"),

@@ -158,7 +158,9 @@ class NetworkService:
             bridge = self.manager.get("bridge")
         except NotFound:
             return None
-        cfgs = bridge["IPAM"]["Config"]
+        from dockyard.network.manager import configs
+
+        cfgs = configs(bridge)
         return cfgs[0]["Gateway"] if cfgs else None
 
     async def teardown(self, c) -> None:

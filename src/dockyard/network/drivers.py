@@ -37,7 +37,9 @@ def bridge_name(net: dict) -> str:
 
 
 def _subnet(net: dict) -> tuple[ipaddress.IPv4Address, int]:
-    cfg = net["IPAM"]["Config"][0]
+    from dockyard.network.manager import configs
+
+    cfg = configs(net)[0]
     return ipaddress.IPv4Address(cfg["Gateway"]), ipaddress.IPv4Network(cfg["Subnet"]).prefixlen
 
 

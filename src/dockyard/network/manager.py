@@ -43,6 +43,11 @@ def public(net: dict) -> dict:
     return {k: v for k, v in net.items() if k != PRIVATE}
 
 
+def configs(net: dict) -> list[dict]:
+    """The subnets in effect (IPAM.Config shows only what the user gave, as dockerd does)."""
+    return net.get(PRIVATE, {}).get("configs") or net["IPAM"]["Config"] or []
+
+
 @dataclass
 class NetworkOptions:
     """The daemon's network flags (dockerd's names)."""
@@ -121,17 +126,21 @@ class NetworkManager(SandboxMixin):
         if "none" not in names:
             self._add_record("none", "null", [], {}, {}, internal=False, attachable=False)
 
-    def _add_record(self, name: str, driver: str, configs: list[ipam.SubnetConfig],
+    def _add_record(self, name: str, driver: str, subnets: list[ipam.SubnetConfig],
                     options: dict, labels: dict, *, internal: bool, attachable: bool,
                     ipam_driver: str = "default", ipam_options: dict | None = None,
-                    user_subnet: bool = False) -> dict:
+                    user_subnet: bool = False, gateway_given: bool = False) -> dict:
+        effective = [c.to_json() for c in subnets]
+        shown = effective
+        if user_subnet:  # only what was asked for
+            shown = [{k: v for k, v in c.items() if k != "Gateway" or gateway_given}
+                     for c in effective]
         rec = {"Name": name, "Id": secrets.token_hex(32), "Created": _now(), "Scope": "local",
                "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
-               "IPAM": {"Driver": ipam_driver, "Options": ipam_options,
-                        "Config": [c.to_json() for c in configs]},
+               "IPAM": {"Driver": ipam_driver, "Options": ipam_options, "Config": shown},
                "Internal": internal, "Attachable": attachable, "Ingress": False,
                "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Options": options,
-               "Labels": labels, PRIVATE: {"user_subnet": user_subnet}}
+               "Labels": labels, PRIVATE: {"user_subnet": user_subnet, "configs": effective}}
         driver_impl = drivers.get(driver)
         driver_impl.create_network(rec)
         try:
@@ -206,7 +215,8 @@ class NetworkManager(SandboxMixin):
                                    internal=bool(body.get("Internal")),
                                    attachable=bool(body.get("Attachable")),
                                    ipam_options=ipam_req.get("Options"),
-                                   user_subnet=bool(entries and entries[0][0] is not None))
+                                   user_subnet=bool(entries and entries[0][0] is not None),
+                                   gateway_given=bool(entries and entries[0][1] is not None))
             self._apply_firewall()
             return rec
 
@@ -250,7 +260,7 @@ class NetworkManager(SandboxMixin):
             return {**public(net), "Containers": containers}
 
     def _allocators(self, net: dict) -> list[ipam.Allocator]:
-        return [ipam.Allocator(ipam.SubnetConfig.from_json(c)) for c in net["IPAM"]["Config"] or []]
+        return [ipam.Allocator(ipam.SubnetConfig.from_json(c)) for c in configs(net)]
 
     def _mark_used(self, network_id: str, ip: str) -> None:
         addr = ipaddress.IPv4Address(ip)
@@ -265,11 +275,11 @@ class NetworkManager(SandboxMixin):
             return
         bridges, rules = [], []
         for net in self.networks.values():
-            if net["Driver"] != "bridge" or not net["IPAM"]["Config"]:
+            if net["Driver"] != "bridge" or not configs(net):
                 continue
             masq = net["Options"].get("com.docker.network.bridge.enable_ip_masquerade", "true")
             bridges.append(firewall.BridgeRule(drivers.bridge_name(net),
-                                               net["IPAM"]["Config"][0]["Subnet"],
+                                               configs(net)[0]["Subnet"],
                                                masquerade=masq != "false" and self.options.ip_masq,
                                                internal=bool(net["Internal"])))
         for sb in self.sandboxes.values():
