@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := busybox-static libseccomp2 iproute2 iptables procps runc crun docker.io tini hyperfine skopeo umoci
+APT_PACKAGES := busybox-static libseccomp2 iproute2 iptables nftables procps runc crun docker.io tini hyperfine skopeo umoci
 STAMP := $(VENV)/.deps-stamp
 
 .PHONY: deps apt venv demo test unit integration e2e bench clean

@@ -179,6 +179,8 @@ def test_host_none_and_container_modes(daemon):
                  "busybox", "sh", "-c", "ip -4 -o addr show eth0; wget -qO- http://127.0.0.1/; ps")
         assert ip in res.stdout and "hello from the container" in res.stdout
         assert "httpd" in res.stdout  # the pid namespace is shared too
+        res = dk(daemon, "create", "--ipc", "container:holder", "busybox", check=False)
+        assert res.returncode != 0 and "not supported" in res.stderr
         res = dk(daemon, "run", "--rm", "--hostname", "h1", "--dns", "10.9.9.9", "--dns-search",
                  "example.test", "--add-host", "extra:10.1.2.3", "busybox", "sh", "-c",
                  "hostname; cat /etc/resolv.conf /etc/hosts")
@@ -338,6 +340,13 @@ def test_running_containers_keep_their_network_across_a_daemon_restart(daemon):
         assert "port is already allocated" in res.stderr  # re-learnt
         dk(daemon, "stop", "-t", "1", "kept")
         assert "18490" not in nft_table(daemon)
+        # what the host lost while the daemon was away (a reboot) is made again at start
+        bridge = "br-" + inspect(daemon, "network", "keep")["Id"][:12]
+        daemon.kill()
+        subprocess.run(["ip", "link", "del", bridge], check=True)
+        subprocess.run(["nft", "delete", "table", "ip", daemon.nft_table], check=True)
+        daemon.start()
+        assert bridge in host_links() and "masquerade" in nft_table(daemon)
     finally:
         dk(daemon, "rm", "-f", "kept", check=False)
         dk(daemon, "container", "prune", "-f", check=False)

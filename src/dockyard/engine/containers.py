@@ -323,8 +323,7 @@ class ContainerService(ContainerOpsMixin):
                 hostname=c.config["Hostname"],
                 etc_files={"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path,
                            "/etc/resolv.conf": c.resolv_path},
-                init_path=cfg.init_path, netns_path=netns, namespace_paths=ns_paths,
-                shm_path=(ns_paths or {}).get("shm"))
+                init_path=cfg.init_path, netns_path=netns, namespace_paths=ns_paths)
         finally:
             self._unmount_rootfs(bundle)
         tmp = os.path.join(bundle, ".config.json.tmp")
@@ -697,7 +696,10 @@ def _start_error(what: str, exc) -> Exception:
 
 
 def _refuse_unsupported_modes(host_config: dict) -> None:
-    """A shareable /dev/shm needs the engine to mount it; until it does it is refused here,
-    not failed at start. (container:<x> modes: engine/networks.py hands the spec the paths.)"""
+    """A shareable /dev/shm needs the engine to mount it (and joining another container's IPC
+    needs its /dev/shm so); until it does they are refused here, not failed at start.
+    (container:<x> network and pid modes: engine/networks.py hands the spec the paths.)"""
+    if str(host_config.get("IpcMode") or "").startswith("container:"):
+        raise InvalidArgument("IpcMode container:<name|id> is not supported by this daemon yet")
     if host_config.get("IpcMode") == "shareable":
         raise InvalidArgument("IpcMode shareable is not supported by this daemon yet")

@@ -91,10 +91,11 @@ class NetworkService:
             f.write(text)
 
     def namespace_paths(self, c) -> dict[str, str]:
-        """container:<x> modes: the joined container's namespaces (/proc/<pid>/ns/*)."""
+        """container:<x> modes: the joined container's namespaces (/proc/<pid>/ns/*). (IPC is
+        refused at create: joining it needs the donor's /dev/shm mounted shareable on the host,
+        which the engine does not do yet; UTS has no container: mode in Docker.)"""
         out = {}
-        for key, kind in (("NetworkMode", "network"), ("IpcMode", "ipc"), ("PidMode", "pid"),
-                          ("UTSMode", "uts")):
+        for key, kind in (("NetworkMode", "network"), ("PidMode", "pid")):
             mode = str(c.host_config.get(key) or "")
             if not mode.startswith("container:"):
                 continue
@@ -106,8 +107,6 @@ class NetworkService:
                                f"container {other.id} is not running")
             ns = {"network": "net"}.get(kind, kind)
             out[kind] = f"/proc/{other.state.Pid}/ns/{ns}"
-            if kind == "ipc":  # its /dev/shm too, through its root
-                out["shm"] = f"/proc/{other.state.Pid}/root/dev/shm"
         return out
 
     async def setup(self, c) -> tuple[str | None, dict[str, str]]:
