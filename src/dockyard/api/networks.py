@@ -15,7 +15,10 @@ from dockyard.http.router import Route
 class NetworkRoutes:
     def __init__(self, engine):
         self.engine = engine
-        self.svc = engine.networks
+
+    @property
+    def svc(self):
+        return self.engine.networks
 
     def routes(self) -> list[Route]:
         return [

@@ -31,6 +31,7 @@ class NetworkService:
         self._table: dict = {"networks": {}, "containers": {}}
         self.manager.on_change = self._refresh
         self.dns = None
+        self._reaping: set[asyncio.Task] = set()
 
     def _refresh(self) -> None:
         self._table = self.manager.name_table()
@@ -63,6 +64,8 @@ class NetworkService:
                 await asyncio.to_thread(self.manager.forget, cid)
 
     async def close(self) -> None:
+        if self._reaping:
+            await asyncio.gather(*self._reaping, return_exceptions=True)
         if self.dns is not None:
             await self.dns.close()
         self.manager.close()
@@ -162,12 +165,20 @@ class NetworkService:
         cfgs = configs(bridge)
         return cfgs[0]["Gateway"] if cfgs else None
 
-    async def teardown(self, c) -> None:
+    async def teardown(self, c, *, exited: bool = False) -> None:
+        """Undo the sandbox of ``c``. ``exited``: its processes are gone, so its namespace's
+        interfaces go with the namespace and their addresses are given back in the background
+        (network/sandbox.py ``reap``), which keeps a veth deletion off `docker run --rm`."""
         if self.dns is not None:
             await self.dns.stop(c.id)
         sb = self.manager.sandboxes.get(c.id)
         was = [n for n, ep in (sb or {}).get("endpoints", {}).items() if ep.get("EndpointID")]
-        await asyncio.to_thread(self.manager.teardown, c.id)
+        pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited)
+        if pending:
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self.manager.reap, pending))
+            self._reaping.add(task)
+            task.add_done_callback(self._reaping.discard)
         for nid in was:
             self._emit(nid, "disconnect", c.id)
 

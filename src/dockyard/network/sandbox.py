@@ -213,19 +213,34 @@ class SandboxMixin:
             ep[key] = ""
         ep["IPPrefixLen"] = 0
 
-    def teardown(self, cid: str) -> None:
-        """Undo all ``setup`` made (safe on a half-made or already undone sandbox)."""
+    def teardown(self, cid: str, *, defer: bool = False) -> list[tuple[str, str, str]]:
+        """Undo all ``setup`` made (safe on a half-made or already undone sandbox).
+
+        ``defer``: for a container that has exited. Its namespace is unpinned, and with it the
+        kernel removes its interfaces (a veth's host end too) on its own; deleting a veth
+        synchronously waits for an RCU grace period (~25 ms). The (network, address, host
+        veth) of each endpoint are returned instead, for ``reap``: the address stays taken
+        until the interface is gone."""
         from dockyard.linux.netns import remove_netns
 
+        pending: list[tuple[str, str, str]] = []
         with self._lock:
             sb = self.sandboxes.get(cid)
             if sb is None:
-                return
+                return pending
             self.ports.release(cid)
             had_ports = bool(sb.get("ports"))
             sb["ports"] = []
             for nid in list(sb["endpoints"]):
-                self._leave(sb, nid)
+                ep = sb["endpoints"][nid]
+                net = self.networks.get(nid)
+                if defer and ep.get("IPAddress") and net is not None and net["Driver"] == "bridge":
+                    pending.append((nid, ep["IPAddress"], ep.get("host_veth") or ""))
+                    for key in _MADE:
+                        ep[key] = ""
+                    ep["IPPrefixLen"] = 0
+                else:
+                    self._leave(sb, nid)
             if sb.get("netns"):
                 remove_netns(sb["netns"])
                 sb["netns"] = ""
@@ -233,6 +248,24 @@ class SandboxMixin:
             if had_ports:
                 self._apply_firewall()
             self.on_change()
+        return pending
+
+    def reap(self, pending: list[tuple[str, str, str]], timeout: float = 2.0) -> None:
+        """After ``teardown(defer=True)``: wait for the host veths to go (delete them if the
+        kernel has not within ``timeout``), then give the addresses back."""
+        import time
+
+        from dockyard.network.links import delete_link, exists
+
+        deadline = time.monotonic() + timeout
+        for nid, ip, veth in pending:
+            while veth and exists(veth) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if veth:
+                delete_link(veth)
+            with self._lock:
+                for a in self.allocators.get(nid, []):
+                    a.release(ipaddress.IPv4Address(ip))
 
     def restore_sandbox(self, cid: str) -> bool:
         """After a daemon restart, for a container still running: hold its ports again.
