@@ -101,6 +101,14 @@ def test_default_bridge_reaches_out_through_nat(daemon):
         assert subnet.rsplit(".", 1)[0].split("/")[0][:6] in res.stdout  # an address of the bridge
         # masqueraded: the outside saw the host's address on its link, not the container's
         assert peers and peers[0][0] == outside.host_ip
+        # an internal network reaches nothing outside itself
+        dk(daemon, "network", "create", "--internal", "closed")
+        try:
+            res = dk(daemon, "run", "--rm", "--network", "closed", "busybox", "nc", "-w", "2",
+                     outside.ip, "8000", check=False)
+            assert "outside says hi" not in res.stdout
+        finally:
+            dk(daemon, "network", "rm", "closed")
 
 
 # -- published ports ---------------------------------------------------------------------------
@@ -149,6 +157,12 @@ def test_published_tcp_and_udp_ports(daemon):
             assert other.udp_request(other.host_ip, 18482, b"pong") == b"echo:pong"
             with pytest.raises(OSError):  # bound to 127.0.0.1 only
                 other.tcp_request(other.host_ip, 18481, b"x", timeout=1)
+        # from the container itself and from a neighbour, through the host's address
+        gateway = ns["Gateway"]
+        for who in ("pub", None):
+            args = ["exec", "pub"] if who else ["run", "--rm", "busybox"]
+            res = dk(daemon, *args, "timeout", "5", "wget", "-qO-", f"http://{gateway}:18480/")
+            assert "hello from the container" in res.stdout, who
         # a port already taken: a clear error, nothing left behind
         before = host_links()
         res = dk(daemon, "run", "-d", "--name", "clash", "-p", "18480:80", "busybox", *HTTPD,
@@ -199,8 +213,9 @@ def test_connect_and_disconnect_live(daemon):
     try:
         dk(daemon, "run", "-d", "--name", "app", "--network", "front", "busybox", *HTTPD)
         dk(daemon, "run", "-d", "--name", "worker", "--network", "back", "busybox", "sleep", "300")
-        res = dk(daemon, "exec", "worker", "wget", "-qO-", "-T", "2", "http://app/", check=False)
-        assert res.returncode != 0  # not on the same network yet
+        # (busybox's wget -T crashes: timeout(1) instead)
+        res = dk(daemon, "exec", "worker", "timeout", "2", "wget", "-qO-", "http://app/", check=False)
+        assert res.returncode != 0 and "hello" not in res.stdout  # not on the same network yet
         dk(daemon, "network", "connect", "--alias", "api", "--ip", "10.198.0.50", "front", "worker")
         res = dk(daemon, "exec", "worker", "sh", "-c", "ip -4 -o addr; wget -qO- http://app/; nslookup api")
         assert "10.198.0.50" in res.stdout and "hello from the container" in res.stdout

@@ -156,6 +156,9 @@ def add_veth(netns: str, bridge: str, ifname: str, ip: ipaddress.IPv4Address, pr
             try:
                 hidx = _index(ipr, host)
                 ipr.link("set", index=hidx, master=br, state="up", **({"mtu": mtu} if mtu else {}))
+                # hairpin: a container may reach its own published port through the host
+                with contextlib.suppress(OSError):
+                    _sysctl(f"/sys/class/net/{host}/brport/hairpin_mode", "1")
                 _configure_inside(netns, peer, ifname, ip, prefixlen, gateway, mac_for(ip), mtu)
             except BaseException:
                 with contextlib.suppress(NetlinkError):
