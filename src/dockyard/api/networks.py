@@ -6,7 +6,7 @@ No business logic: parameters parsed, the engine does the work, answers in Docke
 
 from __future__ import annotations
 
-from dockyard.api.params import bool_value, parse_filters_json
+from dockyard.api.params import parse_filters_json
 from dockyard.errdefs import InvalidArgument
 from dockyard.http.request import Response, json_response
 from dockyard.http.router import Route
@@ -73,5 +73,3 @@ class NetworkRoutes:
         await self.svc.disconnect(req.params["id"], body["Container"], bool(body.get("Force")))
         return Response(200)
 
-
-__all__ = ["NetworkRoutes", "bool_value"]

@@ -3,14 +3,13 @@ prints them (tables, --format templates, quiet ids, exit statuses)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from dockyard.cli.client import CLIError
 from dockyard.cli.command import Ctx, api_errors, describe, for_each
 from dockyard.cli.container import confirm, filters_param, parse_filters, validate_filter
 from dockyard.cli.flags import DockerParser
-from dockyard.cli.formatter import Context, FormatError, render, since
+from dockyard.cli.formatter import Context, FormatError, render
 from dockyard.cli.inspect import inspect_objects
 
 NETWORK_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
@@ -270,5 +269,3 @@ def _host_port(b: dict[str, str]) -> str:
     ip = b.get("HostIp") or "0.0.0.0"
     return f"[{ip}]:{b['HostPort']}" if ":" in ip else f"{ip}:{b['HostPort']}"
 
-
-__all__ = ["cmd_network_create", "cmd_port", "json", "since"]

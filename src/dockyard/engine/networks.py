@@ -15,7 +15,7 @@ import logging
 import os
 
 from dockyard.errdefs import Conflict, InvalidArgument, NotFound
-from dockyard.network.manager import NetworkManager, NetworkOptions, public
+from dockyard.network.manager import NetworkManager, NetworkOptions
 
 log = logging.getLogger(__name__)
 
@@ -310,5 +310,3 @@ def _read(path: str) -> str:
     except OSError:
         return ""
 
-
-__all__ = ["NetworkService", "public"]

@@ -11,7 +11,6 @@ thread). pyroute2's own namespace helpers fork a process; they are not used (DES
 from __future__ import annotations
 
 import contextlib
-import errno
 import ipaddress
 import logging
 import os
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from dockyard.errdefs import Conflict, InvalidArgument, NotFound
+from dockyard.errdefs import InvalidArgument, NotFound
 from dockyard.linux.netns import in_netns
 
 log = logging.getLogger(__name__)
@@ -214,5 +213,3 @@ def set_ip_forward() -> None:
                 return
         _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
 
-
-__all__ = ["Conflict", "errno"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from dockyard.errdefs import Conflict, Forbidden, InvalidArgument, NotFound
 from dockyard.network import drivers, firewall, ipam
-from dockyard.network.ports import Published, Reservations, plan_bindings
+from dockyard.network.ports import Published, Reservations
 from dockyard.network.sandbox import SandboxMixin
 from dockyard.network.store import NetworkStore
 
@@ -305,5 +305,3 @@ def _port_target(sb: dict, networks: dict) -> str | None:
             return ep["IPAddress"]
     return None
 
-
-__all__ = ["NetworkManager", "NetworkOptions", "plan_bindings"]

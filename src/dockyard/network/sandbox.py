@@ -11,14 +11,13 @@ A sandbox record: ``{"name", "mode", "netns", "endpoints": {network id: endpoint
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import os
 import secrets
 from collections.abc import Mapping
 
-from dockyard.errdefs import Forbidden, InvalidArgument, NotFound
+from dockyard.errdefs import Forbidden, InvalidArgument
 from dockyard.network import drivers, ipam
 from dockyard.network.ports import Published, plan_bindings
 
@@ -475,5 +474,3 @@ def resolve(table: dict, cid: str, name: str) -> list[str] | None:
         out += table["networks"].get(nid, {}).get(name, [])
     return out or None
 
-
-__all__ = ["SandboxMixin", "resolve", "contextlib", "NotFound"]
