@@ -85,7 +85,7 @@ def test_teardown_and_reap(manager):
     assert made["netns"] and made["ips"]
     assert interfaces(made["netns"]) == ["lo", "eth0"]
     pending = manager.teardown("c" * 64, defer=True)
-    assert pending and pending[0][1] == made["ips"][0]
+    assert pending.endpoints[0][1] == made["ips"][0]
     manager.reap(pending)
     assert set(interfaces()) == before
     bridge_net = manager.get("bridge")["Id"]

@@ -174,7 +174,7 @@ class NetworkService:
         sb = self.manager.sandboxes.get(c.id)
         was = [n for n, ep in (sb or {}).get("endpoints", {}).items() if ep.get("EndpointID")]
         pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited)
-        if pending:
+        if pending is not None:
             task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(self.manager.reap, pending))
             self._reaping.add(task)

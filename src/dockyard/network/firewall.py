@@ -1,9 +1,10 @@
 """Firewall rules of the daemon's networks, as data (``render``), then applied (``apply``).
 
 One nftables table per daemon (``dockyard`` for the default bridge ``dockyard0``, else named
-after its bridge), rewritten whole in one transaction whenever a network or a published port
-changes: the kernel swaps the old table for the new one atomically, so no half-made state is
-ever visible and nothing is left behind (``remove`` drops the table). Why nftables and not the
+after its bridge), rewritten whole in one transaction whenever a network
+changes: its chains and maps are flushed and filled again in one transaction, so no half-made
+state is ever visible and nothing is left behind (``removal`` drops the table). A container's
+published ports are added and deleted as map elements alone (``elements``). Why nftables and not the
 iptables command: see linux/nftables.py and docs/decisions.md.
 
 What the table does, as dockerd's iptables rules do (libnetwork/drivers/bridge):
@@ -57,7 +58,12 @@ def _any(host_ip: str) -> bool:
 
 
 def render(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule]) -> str:
-    """The nft commands that replace ``table`` with these rules (pure)."""
+    """The nft commands that give ``table`` exactly these rules (pure).
+
+    The table and its chains are declared (a no-op when they exist), then every chain and map
+    is flushed and filled again, all in one transaction. Deleting and re-making the table
+    would be as atomic but re-registers the netfilter hooks, which waits for an RCU grace
+    period (~8 ms per change instead of ~1)."""
     any_elems = [f"{p.proto} . {p.host_port} : {p.container_ip} . {p.container_port}"
                  for p in ports if _any(p.host_ip)]
     addr_elems = [f"{p.host_ip} . {p.proto} . {p.host_port} : {p.container_ip} . "
@@ -79,28 +85,40 @@ def render(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule])
         others = [_q(n) for n in names if n != b.ifname]
         if others:
             fwd.append(f"iifname {br} oifname {{ {', '.join(others)} }} drop")
-    lines = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{"]
-    lines += _map("ports_any", "inet_proto . inet_service : ipv4_addr . inet_service", any_elems)
-    lines += _map("ports_addr", "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
-                  addr_elems)
-    lines += _chain("prerouting", "type nat hook prerouting priority dstnat", dnat)
-    lines += _chain("output", "type nat hook output priority -100", dnat)
-    lines += _chain("postrouting", "type nat hook postrouting priority srcnat", post)
-    lines += _chain("forward", "type filter hook forward priority filter", fwd)
+    chains = {"prerouting": ("type nat hook prerouting priority dstnat", dnat),
+              "output": ("type nat hook output priority -100", dnat),
+              "postrouting": ("type nat hook postrouting priority srcnat", post),
+              "forward": ("type filter hook forward priority filter", fwd)}
+    maps = {"ports_any": ("inet_proto . inet_service : ipv4_addr . inet_service", any_elems),
+            "ports_addr": ("ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
+                           addr_elems)}
+    lines = [f"table ip {table} {{"]
+    lines += [f"  map {name} {{ type {type_}; }}" for name, (type_, _) in maps.items()]
+    lines += [f"  chain {name} {{ {hook}; policy accept; }}" for name, (hook, _) in chains.items()]
     lines.append("}")
+    for name, (_, rules) in chains.items():
+        lines.append(f"flush chain ip {table} {name}")
+        lines += [f"add rule ip {table} {name} {rule}" for rule in rules]
+    for name, (_, elements) in maps.items():
+        lines.append(f"flush map ip {table} {name}")
+        if elements:
+            lines.append(f"add element ip {table} {name} {{ {', '.join(elements)} }}")
     return "\n".join(lines) + "\n"
 
 
-def _map(name: str, type_: str, elements: list[str]) -> list[str]:
-    out = [f"  map {name} {{", f"    type {type_};"]
-    if elements:
-        out.append(f"    elements = {{ {', '.join(elements)} }}")
-    return out + ["  }"]
-
-
-def _chain(name: str, hook: str, rules: list[str]) -> list[str]:
-    return [f"  chain {name} {{", f"    {hook}; policy accept;", *[f"    {r}" for r in rules],
-            "  }"]
+def elements(table: str, ports: Sequence[PortRule], verb: str) -> str:
+    """``add`` or ``delete`` the map elements of ``ports`` (pure). Adding touches no rule and
+    takes ~0.1 ms; deleting waits for the kernel's RCU grace period (~10 ms), so the engine
+    does it off the run path (network/sandbox.py)."""
+    lines = []
+    for p in ports:
+        if _any(p.host_ip):
+            lines.append(f"{verb} element ip {table} ports_any {{ {p.proto} . {p.host_port} : "
+                         f"{p.container_ip} . {p.container_port} }}")
+        elif ipaddress.ip_address(p.host_ip).version == 4:
+            lines.append(f"{verb} element ip {table} ports_addr {{ {p.host_ip} . {p.proto} . "
+                         f"{p.host_port} : {p.container_ip} . {p.container_port} }}")
+    return "".join(line + "\n" for line in lines)
 
 
 def removal(table: str) -> str:

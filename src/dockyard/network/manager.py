@@ -283,14 +283,29 @@ class NetworkManager(SandboxMixin):
                                                masquerade=masq != "false" and self.options.ip_masq,
                                                internal=bool(net["Internal"])))
         for sb in self.sandboxes.values():
-            ip = _port_target(sb, self.networks)
-            if ip is None:
-                continue
-            for p in sb.get("ports") or []:
-                pub = Published.from_json(p)
-                rules.append(firewall.PortRule(pub.proto, pub.host_ip, pub.host_port, ip,
-                                               pub.container_port))
+            rules += self._port_rules(sb)
         firewall.apply(firewall.render(self.table, bridges, rules))
+
+    def _port_rules(self, sb: dict) -> list[firewall.PortRule]:
+        ip = _port_target(sb, self.networks)
+        if ip is None:
+            return []
+        return [firewall.PortRule(p.proto, p.host_ip, p.host_port, ip, p.container_port)
+                for p in (Published.from_json(d) for d in sb.get("ports") or [])]
+
+    def _apply_elements(self, rules: list[firewall.PortRule], verb: str) -> None:
+        """Add or delete published ports' map elements; a delete of elements that a full
+        rewrite has dropped already is not an error."""
+        if not self.options.iptables or not rules:
+            return
+        try:
+            firewall.apply(firewall.elements(self.table, rules, verb))
+        except OSError:
+            if verb != "delete":
+                raise
+            for rule in rules:
+                with contextlib.suppress(OSError):
+                    firewall.apply(firewall.elements(self.table, [rule], verb))
 
     def remove_firewall(self) -> None:
         with contextlib.suppress(OSError):

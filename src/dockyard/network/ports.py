@@ -131,8 +131,12 @@ class Reservations:
                 self._held.setdefault(owner, []).append(sock)
 
     def release(self, owner: str) -> None:
-        for s in self._held.pop(owner, []):
+        for s in self.take(owner):
             s.close()
+
+    def take(self, owner: str) -> list[socket.socket]:
+        """The sockets held for ``owner``, no longer held here (the caller closes them)."""
+        return self._held.pop(owner, [])
 
     def close(self) -> None:
         for owner in list(self._held):

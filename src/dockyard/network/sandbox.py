@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from dockyard.errdefs import Forbidden, InvalidArgument
 from dockyard.network import drivers, ipam
@@ -39,6 +40,14 @@ def _legacy_links(host_config: Mapping) -> dict[str, str]:
         alias = alias.rsplit("/", 1)[-1] if alias else target
         out[alias] = target
     return out
+
+
+@dataclass
+class Pending:
+    """What a deferred teardown leaves for ``reap``."""
+    rules: list = field(default_factory=list)
+    sockets: list = field(default_factory=list)
+    endpoints: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class SandboxMixin:
@@ -170,7 +179,7 @@ class SandboxMixin:
                 published = self.ports.reserve(cid, bindings)
                 sb["ports"] = [p.to_json() for p in published]
                 self.store.save_sandbox(cid, sb)
-                self._apply_firewall()
+                self._apply_elements(self._port_rules(sb), "add")
 
     def _join(self, cid: str, sb: dict, nid: str) -> None:
         net = self.networks[nid]
@@ -212,29 +221,26 @@ class SandboxMixin:
             ep[key] = ""
         ep["IPPrefixLen"] = 0
 
-    def teardown(self, cid: str, *, defer: bool = False) -> list[tuple[str, str, str]]:
+    def teardown(self, cid: str, *, defer: bool = False) -> Pending | None:
         """Undo all ``setup`` made (safe on a half-made or already undone sandbox).
 
         ``defer``: for a container that has exited. Its namespace is unpinned, and with it the
-        kernel removes its interfaces (a veth's host end too) on its own; deleting a veth
-        synchronously waits for an RCU grace period (~25 ms). The (network, address, host
-        veth) of each endpoint are returned instead, for ``reap``: the address stays taken
-        until the interface is gone."""
+        kernel removes its interfaces (a veth's host end too) on its own; what waits for the
+        kernel's RCU grace period (deleting a veth ~25 ms, a map element ~10 ms) is returned
+        instead, for ``reap``: the addresses and host ports stay taken until it is done."""
         from dockyard.linux.netns import remove_netns
 
-        pending: list[tuple[str, str, str]] = []
         with self._lock:
             sb = self.sandboxes.get(cid)
             if sb is None:
-                return pending
-            self.ports.release(cid)
-            had_ports = bool(sb.get("ports"))
+                return None
+            pending = Pending(rules=self._port_rules(sb), sockets=self.ports.take(cid))
             sb["ports"] = []
             for nid in list(sb["endpoints"]):
                 ep = sb["endpoints"][nid]
                 net = self.networks.get(nid)
                 if defer and ep.get("IPAddress") and net is not None and net["Driver"] == "bridge":
-                    pending.append((nid, ep["IPAddress"], ep.get("host_veth") or ""))
+                    pending.endpoints.append((nid, ep["IPAddress"], ep.get("host_veth") or ""))
                     for key in _MADE:
                         ep[key] = ""
                     ep["IPPrefixLen"] = 0
@@ -244,20 +250,26 @@ class SandboxMixin:
                 remove_netns(sb["netns"])
                 sb["netns"] = ""
             self.store.save_sandbox(cid, sb)
-            if had_ports:
-                self._apply_firewall()
             self.on_change()
+        if not defer:
+            self.reap(pending)
+            return None
         return pending
 
-    def reap(self, pending: list[tuple[str, str, str]], timeout: float = 2.0) -> None:
-        """After ``teardown(defer=True)``: wait for the host veths to go (delete them if the
-        kernel has not within ``timeout``), then give the addresses back."""
+    def reap(self, pending: Pending, timeout: float = 2.0) -> None:
+        """The rest of a teardown: published ports' elements deleted, then their host ports
+        released; host veths waited for (deleted if the kernel has not within ``timeout``),
+        then their addresses given back."""
         import time
 
         from dockyard.network.links import delete_link, exists
 
+        with self._lock:
+            self._apply_elements(pending.rules, "delete")
+        for sock in pending.sockets:
+            sock.close()
         deadline = time.monotonic() + timeout
-        for nid, ip, veth in pending:
+        for nid, ip, veth in pending.endpoints:
             while veth and exists(veth) and time.monotonic() < deadline:
                 time.sleep(0.01)
             if veth:
@@ -322,13 +334,17 @@ class SandboxMixin:
             if sb["mode"] == "host" and net["Driver"] == "host":
                 raise Forbidden("container cannot be disconnected from host network or "
                                 "connected to host network")
+            rules = self._port_rules(sb)
             self._leave(sb, net["Id"])
             sb["endpoints"].pop(net["Id"])
-            if not _on_bridge(sb, self.networks) and sb.get("ports"):
-                self.ports.release(cid)
-                sb["ports"] = []
+            if rules and self._port_rules(sb) != rules:  # the ports go to another address now
+                self._apply_elements(rules, "delete")
+                if _on_bridge(sb, self.networks):
+                    self._apply_elements(self._port_rules(sb), "add")
+                else:
+                    self.ports.release(cid)
+                    sb["ports"] = []
             self.store.save_sandbox(cid, sb)
-            self._apply_firewall()
             self.on_change()
             return net
 

@@ -11,11 +11,23 @@ def test_table_names():
     assert firewall.table_name("dyt-1a2b") == "dockyard_dyt_1a2b"
 
 
-def test_render_replaces_the_table_atomically():
+def test_render_declares_then_flushes_and_fills_every_chain_and_map():
     text = firewall.render("t", [], [])
     lines = text.splitlines()
-    assert lines[:3] == ["table ip t {}", "delete table ip t", "table ip t {"]
-    assert "elements" not in text
+    assert lines[0] == "table ip t {"
+    for chain in ("prerouting", "output", "postrouting", "forward"):
+        assert f"flush chain ip t {chain}" in lines
+    for m in ("ports_any", "ports_addr"):
+        assert f"flush map ip t {m}" in lines
+    assert "add element" not in text
+
+
+def test_elements_add_and_delete():
+    rules = [PortRule("tcp", "", 8080, "10.0.0.2", 80), PortRule("udp", "127.0.0.1", 53, "10.0.0.2", 53)]
+    assert firewall.elements("t", rules, "add") == (
+        "add element ip t ports_any { tcp . 8080 : 10.0.0.2 . 80 }\n"
+        "add element ip t ports_addr { 127.0.0.1 . udp . 53 : 10.0.0.2 . 53 }\n")
+    assert firewall.elements("t", rules, "delete").startswith("delete element ip t ports_any")
 
 
 def test_ports_become_map_elements():
