@@ -190,8 +190,10 @@ def test_host_none_and_container_modes(daemon):
     try:
         ip = inspect(daemon, "container", "holder")["NetworkSettings"]["IPAddress"]
         res = dk(daemon, "run", "--rm", "--network", "container:holder", "--pid", "container:holder",
-                 "busybox", "sh", "-c", "ip -4 -o addr show eth0; wget -qO- http://127.0.0.1/; ps")
+                 "busybox", "sh", "-c",
+                 "ip -4 -o addr show eth0; wget -qO- http://127.0.0.1/; ps; hostname; cat /etc/hosts")
         assert ip in res.stdout and "hello from the container" in res.stdout
+        assert "\nholder\n" in res.stdout and f"{ip}\tholder" in res.stdout  # holder's files
         assert "httpd" in res.stdout  # the pid namespace is shared too
         res = dk(daemon, "create", "--ipc", "container:holder", "busybox", check=False)
         assert res.returncode != 0 and "not supported" in res.stderr
@@ -201,6 +203,10 @@ def test_host_none_and_container_modes(daemon):
         assert res.stdout.startswith("h1\n")
         assert "nameserver 10.9.9.9" in res.stdout and "search example.test" in res.stdout
         assert "10.1.2.3\textra" in res.stdout
+        # legacy links on the default bridge: the target's address in /etc/hosts
+        res = dk(daemon, "run", "--rm", "--link", "holder:web", "busybox", "sh", "-c",
+                 "cat /etc/hosts; wget -qO- http://web/")
+        assert f"{ip}\tweb" in res.stdout and "hello from the container" in res.stdout
     finally:
         dk(daemon, "rm", "-f", "holder", check=False)
 

@@ -116,6 +116,8 @@ class NetworkService:
         """Before the runtime starts ``c``: its namespace path (or None) and the namespace
         paths of container:<x> modes; /etc/hosts rewritten with its addresses."""
         paths = self.namespace_paths(c)
+        if "network" in paths:
+            await asyncio.to_thread(self._share_files, c)
         made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config, c.config)
         try:
             if made["ips"] or (c.host_config.get("Links")):
@@ -127,6 +129,19 @@ class NetworkService:
         for nid in self.manager.sandboxes.get(c.id, {}).get("endpoints", {}):
             self._emit(nid, "connect", c.id)
         return made["netns"], paths
+
+    def _share_files(self, c) -> None:
+        """container:<x> networking: x's hostname, hosts and resolv.conf, as dockerd gives."""
+        other = self.engine.containers.get(c.host_config["NetworkMode"].split(":", 1)[1])
+        c.config["Hostname"] = other.config.get("Hostname") or c.config.get("Hostname")
+        c.config["Domainname"] = other.config.get("Domainname", "")
+        for mine, theirs in ((c.hostname_path, other.hostname_path), (c.hosts_path, other.hosts_path),
+                             (c.resolv_path, other.resolv_path)):
+            text = _read(theirs)
+            if text:
+                with open(mine + ".tmp", "w") as f:
+                    f.write(text)
+                os.replace(mine + ".tmp", mine)
 
     async def _start_dns(self, c) -> None:
         sb = self.manager.sandboxes.get(c.id)
