@@ -133,13 +133,19 @@ def _udp_echo_in(netns: str, port: int, stop: threading.Event) -> socket.socket:
 
 def test_published_tcp_and_udp_ports(daemon):
     cid = dk(daemon, "run", "-d", "--name", "pub", "-p", "18480:80", "-p", "127.0.0.1:18481:80",
-             "-p", "18482:5353/udp", "--expose", "9000", "-P", "busybox", *HTTPD).stdout.strip()
+             "-p", "18482:5353/udp", "-p", "18483-18486:8080", "-p", "18487-18488:81-82",
+             "--expose", "9000", "-P", "busybox", "sh", "-c",
+             "httpd -p 8080 -h /www; httpd -p 81 -h /www; exec " + " ".join(HTTPD)).stdout.strip()
     stop = threading.Event()
     sock = None
     try:
         ports = dk(daemon, "port", "pub").stdout
         assert "80/tcp -> 0.0.0.0:18480" in ports and "80/tcp -> 127.0.0.1:18481" in ports
         assert "5353/udp -> 0.0.0.0:18482" in ports
+        ranged = int(dk(daemon, "port", "pub", "8080").stdout.strip().rsplit(":", 1)[1])
+        assert 18483 <= ranged <= 18486 and "82/tcp -> 0.0.0.0:18488" in ports
+        for port in (ranged, 18487):  # a host range for one port; a range onto a range
+            assert b"hello" in tcp_request("127.0.0.1", port, b"GET / HTTP/1.0\r\n\r\n")
         random_port = int(dk(daemon, "port", "pub", "9000").stdout.strip().rsplit(":", 1)[1])
         assert random_port > 1024
         ns = inspect(daemon, "container", "pub")["NetworkSettings"]
