@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 
-from dockyard.errdefs import Conflict, InvalidArgument, NotFound
+from dockyard.errdefs import Conflict, Forbidden, InvalidArgument, NotFound
 from dockyard.network.manager import NetworkManager, NetworkOptions
 
 log = logging.getLogger(__name__)
@@ -234,10 +234,7 @@ class NetworkService:
         for net in prune_candidates(self.manager, filters or {}):
             try:
                 await self.remove(net["Id"])
-            except (Conflict, NotFound) as exc:
-                log.debug("prune: keeping %s: %s", net["Name"], exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - Forbidden: in use since the listing
+            except (Conflict, NotFound, Forbidden) as exc:  # in use or gone since the listing
                 log.debug("prune: keeping %s: %s", net["Name"], exc)
                 continue
             deleted.append(net["Name"])

@@ -158,7 +158,7 @@ _DRIVERS: dict[str, Driver] = {"bridge": BridgeDriver(), "macvlan": MacvlanDrive
                                "null": NoNamespaceDriver("null")}
 
 
-def get(name: str, *, create: bool = False) -> Driver:
+def get(name: str) -> Driver:
     try:
         return _DRIVERS[name]
     except KeyError:

@@ -180,7 +180,7 @@ class NetworkManager(SandboxMixin):
         if not isinstance(name, str) or not name:
             raise InvalidArgument("network name is required")
         driver = body.get("Driver") or "bridge"
-        impl = drivers.get(driver, create=True)
+        impl = drivers.get(driver)
         if body.get("EnableIPv6"):
             raise InvalidArgument("IPv6 networks are not supported by this daemon")
         ipam_req = body.get("IPAM") or {}
@@ -195,9 +195,7 @@ class NetworkManager(SandboxMixin):
             entries = [ipam.check_request(e) for e in (ipam_req.get("Config") or [])]
             if len(entries) > 1:
                 raise InvalidArgument("only one IPv4 subnet per network is supported")
-            taken = [ipam.Net(c["Subnet"]) for n in self.networks.values()
-                     if n["Driver"] == "bridge" or driver == "bridge"
-                     for c in (n["IPAM"]["Config"] or [])]
+            taken = [ipam.Net(c["Subnet"]) for n in self.networks.values() for c in configs(n)]
             if entries:
                 subnet, gw, rng, aux = entries[0]
             else:
@@ -210,7 +208,7 @@ class NetworkManager(SandboxMixin):
             if driver == "macvlan" and subnet is None:
                 raise InvalidArgument("a macvlan network needs --subnet (the parent's segment)")
             cfg = ipam.subnet_config(subnet, gw, rng, aux, pools=self.options.pools,
-                                     taken=taken if driver == "bridge" else [], routes=routes)
+                                     taken=taken, routes=routes)
             rec = self._add_record(name, driver, [cfg], options, labels,
                                    internal=bool(body.get("Internal")),
                                    attachable=bool(body.get("Attachable")),
