@@ -204,8 +204,10 @@ def test_host_none_and_container_modes(daemon):
         res = dk(daemon, "create", "--ipc", "container:holder", "busybox", check=False)
         assert res.returncode != 0 and "not supported" in res.stderr
         res = dk(daemon, "run", "--rm", "--hostname", "h1", "--dns", "10.9.9.9", "--dns-search",
-                 "example.test", "--add-host", "extra:10.1.2.3", "busybox", "sh", "-c",
-                 "hostname; cat /etc/resolv.conf /etc/hosts")
+                 "example.test", "--add-host", "extra:10.1.2.3", "--add-host", "gw:host-gateway",
+                 "busybox", "sh", "-c", "hostname; cat /etc/resolv.conf /etc/hosts")
+        gateway = inspect(daemon, "network", "bridge")["IPAM"]["Config"][0]["Gateway"]
+        assert f"{gateway}\tgw" in res.stdout
         assert res.stdout.startswith("h1\n")
         assert "nameserver 10.9.9.9" in res.stdout and "search example.test" in res.stdout
         assert "10.1.2.3\textra" in res.stdout
@@ -218,6 +220,19 @@ def test_host_none_and_container_modes(daemon):
 
 
 # -- connect, disconnect ----------------------------------------------------------------------
+
+def test_icc_off_isolates_containers_of_a_network(daemon):
+    dk(daemon, "network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "noicc")
+    try:
+        dk(daemon, "run", "-d", "--name", "lonely", "--network", "noicc", "busybox", *HTTPD)
+        res = dk(daemon, "run", "--rm", "--network", "noicc", "busybox", "sh", "-c",
+                 "nslookup lonely >/dev/null && echo named; echo 'GET / HTTP/1.0' | "
+                 "timeout 3 nc lonely 80", check=False)
+        assert "named" in res.stdout and "hello" not in res.stdout
+    finally:
+        dk(daemon, "rm", "-f", "lonely", check=False)
+        dk(daemon, "network", "rm", "noicc", check=False)
+
 
 def test_connect_and_disconnect_live(daemon):
     dk(daemon, "network", "create", "--subnet", "10.198.0.0/24", "front")

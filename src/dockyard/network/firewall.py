@@ -32,6 +32,7 @@ class BridgeRule:
     subnet: str
     masquerade: bool = True
     internal: bool = False
+    icc: bool = True      # containers of the network may talk to each other
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def render(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule])
         if b.internal:
             fwd.append(f"iifname {br} oifname != {br} drop")
             fwd.append(f"oifname {br} iifname != {br} drop")
+        if not b.icc:
+            fwd.append(f"iifname {br} oifname {br} drop")
         others = [_q(n) for n in names if n != b.ifname]
         if others:
             fwd.append(f"iifname {br} oifname {{ {', '.join(others)} }} drop")

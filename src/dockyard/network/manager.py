@@ -279,7 +279,9 @@ class NetworkManager(SandboxMixin):
             bridges.append(firewall.BridgeRule(drivers.bridge_name(net),
                                                configs(net)[0]["Subnet"],
                                                masquerade=masq != "false" and self.options.ip_masq,
-                                               internal=bool(net["Internal"])))
+                                               internal=bool(net["Internal"]),
+                                               icc=net["Options"].get(
+                                                   "com.docker.network.bridge.enable_icc") != "false"))
         for sb in self.sandboxes.values():
             rules += self._port_rules(sb)
         firewall.apply(firewall.render(self.table, bridges, rules))

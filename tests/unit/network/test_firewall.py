@@ -43,13 +43,14 @@ def test_ports_become_map_elements():
 def test_nat_and_isolation():
     text = firewall.render("t", [BridgeRule("a", "10.0.0.0/24"),
                                  BridgeRule("b", "10.0.1.0/24", internal=True),
-                                 BridgeRule("c", "10.0.2.0/24", masquerade=False)], [])
+                                 BridgeRule("c", "10.0.2.0/24", masquerade=False, icc=False)], [])
     assert 'ip saddr 10.0.0.0/24 oifname != "a" masquerade' in text
     assert 'ip saddr 10.0.1.0/24 oifname != "b" masquerade' not in text  # internal
     assert 'ip saddr 10.0.2.0/24 oifname != "c" masquerade' not in text
     assert 'iifname "b" oifname != "b" drop' in text
     assert 'iifname "a" oifname { "b", "c" } drop' in text
     assert 'ip saddr 127.0.0.0/8 oifname "a" masquerade' in text
+    assert 'iifname "c" oifname "c" drop' in text and 'iifname "a" oifname "a" drop' not in text
 
 
 def test_removal():
