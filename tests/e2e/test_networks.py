@@ -304,6 +304,13 @@ def test_bad_input_gets_clear_errors_and_leaves_nothing(daemon):
         assert res.returncode == 125 and "10.197.0.9" in res.stderr
         res = dk(daemon, "network", "rm", "bridge", check=False)
         assert "pre-defined network" in res.stderr
+        # a network removed under a stopped container: its start fails clearly
+        dk(daemon, "network", "create", "gone")
+        dk(daemon, "create", "--name", "orphan", "--network", "gone", "busybox", "true")
+        dk(daemon, "network", "rm", "gone")
+        res = dk(daemon, "start", "orphan", check=False)
+        assert res.returncode != 0 and "not found" in res.stderr
+        dk(daemon, "rm", "orphan")
         # the CLI checks a gateway itself; the API refuses it too (400)
         import docker
 
@@ -327,17 +334,25 @@ def test_bad_input_gets_clear_errors_and_leaves_nothing(daemon):
 def test_create_remove_cycles_leave_nothing_behind(daemon):
     netns_dir = daemon.exec_root / "netns"
     before = host_links()
-    client = daemon.client()
-    try:
-        for i in range(100):
-            net = client.networks.create(f"cyc{i}")
-            c = client.containers.run("busybox", ["true"], network=f"cyc{i}", ports={"80/tcp": None},
-                                      detach=True)
-            c.wait()
-            c.remove()
-            net.remove()
-    finally:
-        client.close()
+    def cycles(worker: int) -> None:
+        client = daemon.client()
+        try:
+            for i in range(25):
+                name = f"cyc{worker}-{i}"
+                net = client.networks.create(name)
+                c = client.containers.run("busybox", ["true"], network=name,
+                                          ports={"80/tcp": None}, detach=True)
+                c.wait()
+                c.remove()
+                net.remove()
+        finally:
+            client.close()
+
+    # 100 cycles, four at a time: concurrent creates and removes must not trip over each other
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(cycles, range(4)))
     # and a few through the CLI, with published ports on the default bridge
     for i in range(5):
         dk(daemon, "network", "create", f"cli{i}")

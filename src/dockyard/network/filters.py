@@ -48,14 +48,15 @@ def matches(net: dict, filters: dict, manager) -> bool:
                 return False
         if key == "dangling":
             dangling = values[0].lower() in ("true", "1")
-            used = bool(manager.users(net["Id"])) or net["Name"] in BUILTIN
+            used = bool(manager.users(net["Id"], active_only=True)) or net["Name"] in BUILTIN
             if dangling == used:
                 return False
     return True
 
 
 def prune_candidates(manager, filters: dict) -> list[dict]:
-    """Custom networks no container uses, that the filters (until=, label=, label!=) select."""
+    """Custom networks without active endpoints (dockerd's rule), that the filters (until=,
+    label=, label!=) select."""
     from dockyard.image.filters import parse_timestamp
 
     for key in filters:
@@ -64,7 +65,7 @@ def prune_candidates(manager, filters: dict) -> list[dict]:
     until = parse_timestamp(filters["until"][0]) if filters.get("until") else None
     out = []
     for net in list(manager.networks.values()):
-        if net["Name"] in BUILTIN or manager.users(net["Id"]):
+        if net["Name"] in BUILTIN or manager.users(net["Id"], active_only=True):
             continue
         labels = net.get("Labels") or {}
         if filters.get("label") and not _labels(labels, filters["label"]):

@@ -226,9 +226,8 @@ class NetworkManager(SandboxMixin):
             if users := self.users(net["Id"], active_only=True):
                 raise Forbidden(f"error while removing network: network {net['Name']} id "
                                 f"{net['Id']} has active endpoints ({', '.join(users)})")
-            for cid, sb in self.sandboxes.items():
-                if sb["endpoints"].pop(net["Id"], None) is not None:
-                    self.store.save_sandbox(cid, sb)
+            # stopped containers keep their endpoint config: their next start fails with
+            # "network ... not found", as with dockerd
             drivers.get(net["Driver"]).delete_network(net)
             self.store.remove_network(net["Id"])
             self.networks.pop(net["Id"], None)

@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dockyard.errdefs import Forbidden, InvalidArgument
+from dockyard.errdefs import Forbidden, InvalidArgument, NotFound
 from dockyard.network import drivers, ipam
 from dockyard.network.ports import Published, plan_bindings
 
@@ -182,7 +182,9 @@ class SandboxMixin:
                 self._apply_elements(self._port_rules(sb), "add")
 
     def _join(self, cid: str, sb: dict, nid: str) -> None:
-        net = self.networks[nid]
+        net = self.networks.get(nid)
+        if net is None:
+            raise NotFound(f"network {nid} not found")
         ep = sb["endpoints"][nid]
         impl = drivers.get(net["Driver"])
         if not impl.joins:
