@@ -244,6 +244,8 @@ def test_connect_and_disconnect_live(daemon):
         res = dk(daemon, "exec", "worker", "timeout", "2", "wget", "-qO-", "http://app/", check=False)
         assert res.returncode != 0 and "hello" not in res.stdout  # not on the same network yet
         dk(daemon, "network", "connect", "--alias", "api", "--ip", "10.198.0.50", "front", "worker")
+        dk(daemon, "run", "--rm", "--network", "front", "--mac-address", "02:42:0a:00:00:99",
+           "busybox", "sh", "-c", "ip link show eth0 | grep -q 02:42:0a:00:00:99")
         res = dk(daemon, "exec", "worker", "sh", "-c", "ip -4 -o addr; wget -qO- http://app/; nslookup api")
         assert "10.198.0.50" in res.stdout and "hello from the container" in res.stdout
         net = inspect(daemon, "network", "front")

@@ -28,7 +28,7 @@ class Driver(Protocol):
     def delete_network(self, net: dict) -> None: ...
     def restore_network(self, net: dict) -> None: ...
     def join(self, net: dict, netns: str, ifname: str, ip: ipaddress.IPv4Address,
-             prefixlen: int, gateway: ipaddress.IPv4Address | None) -> dict: ...
+             prefixlen: int, gateway: ipaddress.IPv4Address | None, mac: str) -> dict: ...
     def leave(self, net: dict, netns: str | None, endpoint: dict) -> None: ...
 
 
@@ -80,11 +80,11 @@ class BridgeDriver:
 
         links.delete_link(bridge_name(net))
 
-    def join(self, net, netns, ifname, ip, prefixlen, gateway) -> dict:
+    def join(self, net, netns, ifname, ip, prefixlen, gateway, mac) -> dict:
         from dockyard.network import links
 
         veth = links.add_veth(netns, bridge_name(net), ifname, ip, prefixlen,
-                              None if net["Internal"] else gateway, self._mtu(net))
+                              None if net["Internal"] else gateway, self._mtu(net), mac)
         return {"host_veth": veth}
 
     def leave(self, net, netns, endpoint) -> None:
@@ -117,11 +117,11 @@ class MacvlanDriver:
     def delete_network(self, net: dict) -> None:
         pass
 
-    def join(self, net, netns, ifname, ip, prefixlen, gateway) -> dict:
+    def join(self, net, netns, ifname, ip, prefixlen, gateway, mac) -> dict:
         from dockyard.network import links
 
         links.add_macvlan(netns, net["Options"]["parent"], ifname, ip, prefixlen,
-                          None if net["Internal"] else gateway)
+                          None if net["Internal"] else gateway, mac=mac)
         return {}
 
     def leave(self, net, netns, endpoint) -> None:
@@ -146,7 +146,7 @@ class NoNamespaceDriver:
 
     restore_network = delete_network = create_network
 
-    def join(self, net, netns, ifname, ip, prefixlen, gateway) -> dict:
+    def join(self, net, netns, ifname, ip, prefixlen, gateway, mac) -> dict:
         raise InvalidArgument(f"cannot join a {self.name} network")
 
     def leave(self, net, netns, endpoint) -> None:

@@ -140,7 +140,8 @@ def _configure_inside(netns: str, tmp_name: str, ifname: str, ip: ipaddress.IPv4
 
 
 def add_veth(netns: str, bridge: str, ifname: str, ip: ipaddress.IPv4Address, prefixlen: int,
-             gateway: ipaddress.IPv4Address | None, mtu: int | None = None) -> str:
+             gateway: ipaddress.IPv4Address | None, mtu: int | None = None,
+             mac: str | None = None) -> str:
     """A veth pair: one end on ``bridge`` (returned: its name), the other in ``netns`` as
     ``ifname`` with ``ip``; the default route through ``gateway`` if it has none yet."""
     host = "veth" + secrets.token_hex(4)[:7]
@@ -158,7 +159,8 @@ def add_veth(netns: str, bridge: str, ifname: str, ip: ipaddress.IPv4Address, pr
                 # hairpin: a container may reach its own published port through the host
                 with contextlib.suppress(OSError):
                     _sysctl(f"/sys/class/net/{host}/brport/hairpin_mode", "1")
-                _configure_inside(netns, peer, ifname, ip, prefixlen, gateway, mac_for(ip), mtu)
+                _configure_inside(netns, peer, ifname, ip, prefixlen, gateway, mac or mac_for(ip),
+                                  mtu)
             except BaseException:
                 with contextlib.suppress(NetlinkError):
                     ipr.link("del", ifname=host)
@@ -169,7 +171,8 @@ def add_veth(netns: str, bridge: str, ifname: str, ip: ipaddress.IPv4Address, pr
 
 
 def add_macvlan(netns: str, parent: str, ifname: str, ip: ipaddress.IPv4Address, prefixlen: int,
-                gateway: ipaddress.IPv4Address | None, mode: str = "bridge") -> None:
+                gateway: ipaddress.IPv4Address | None, mode: str = "bridge",
+                mac: str | None = None) -> None:
     """A macvlan child of ``parent`` (bridge mode) inside ``netns`` as ``ifname``."""
     tmp = "mv" + secrets.token_hex(6)
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
@@ -185,7 +188,7 @@ def add_macvlan(netns: str, parent: str, ifname: str, ip: ipaddress.IPv4Address,
                 with contextlib.suppress(NetlinkError):
                     ipr.link("del", ifname=tmp)
                 raise
-        _configure_inside(netns, tmp, ifname, ip, prefixlen, gateway, mac_for(ip), None)
+        _configure_inside(netns, tmp, ifname, ip, prefixlen, gateway, mac or mac_for(ip), None)
     finally:
         os.close(fd)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from dockyard.network.ports import Published, plan_bindings
 log = logging.getLogger(__name__)
 
 _MADE = ("EndpointID", "IPAddress", "Gateway", "MacAddress", "ifname", "host_veth")
+_HIDDEN = ("ifname", "host_veth", "mac_wanted")   # our own facts, not Docker's fields
+_MAC = re.compile(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
 
 
 def network_mode(host_config: Mapping) -> str:
@@ -105,10 +108,13 @@ class SandboxMixin:
                                       f"{addr}")
         if (ipam_cfg or {}).get("IPv6Address"):
             raise InvalidArgument("IPv6 addresses are not supported by this daemon")
+        mac = cfg.get("MacAddress") or ""
+        if mac and not _MAC.fullmatch(mac):
+            raise InvalidArgument(f"invalid MAC address: {mac}")
         return {"IPAMConfig": ipam_cfg, "Links": list(cfg.get("Links") or []) or None,
                 "Aliases": aliases, "DriverOpts": cfg.get("DriverOpts") or None,
                 "NetworkID": net["Id"], "EndpointID": "", "Gateway": "", "IPAddress": "",
-                "IPPrefixLen": 0, "MacAddress": ""}
+                "IPPrefixLen": 0, "MacAddress": "", "mac_wanted": mac.lower()}
 
     def configure(self, cid: str, name: str, host_config: Mapping, endpoints: dict[str, dict]) -> None:
         with self._lock:
@@ -199,9 +205,10 @@ class SandboxMixin:
             plen = alloc.cfg.subnet.prefixlen
             ep.update({"EndpointID": secrets.token_hex(32), "IPAddress": str(ip),
                        "IPPrefixLen": plen, "Gateway": str(alloc.cfg.gateway),
-                       "MacAddress": _mac(ip), "ifname": ifname})
+                       "MacAddress": ep.get("mac_wanted") or _mac(ip), "ifname": ifname})
             self.store.save_sandbox(cid, sb)
-            ep.update(impl.join(net, sb["netns"], ifname, ip, plen, alloc.cfg.gateway))
+            ep.update(impl.join(net, sb["netns"], ifname, ip, plen, alloc.cfg.gateway,
+                                ep["MacAddress"]))
             self.store.save_sandbox(cid, sb)
         except BaseException:
             self._leave(sb, nid)
@@ -373,7 +380,7 @@ class SandboxMixin:
                 net = self.networks.get(nid)
                 if net is None:
                     continue
-                shown = {k: v for k, v in ep.items() if k not in ("ifname", "host_veth")}
+                shown = {k: v for k, v in ep.items() if k not in _HIDDEN}
                 shown |= {"IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                           "DNSNames": (self._dns_names(cid, sb, net, ep)
                                        if ep.get("EndpointID") else None)}
@@ -428,8 +435,7 @@ class SandboxMixin:
             for nid, ep in sb["endpoints"].items():
                 net = self.networks.get(nid)
                 if net is not None:
-                    out[net["Name"]] = {k: v for k, v in ep.items()
-                                        if k not in ("ifname", "host_veth")} | {
+                    out[net["Name"]] = {k: v for k, v in ep.items() if k not in _HIDDEN} | {
                         "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                         "DNSNames": None}
             return out
