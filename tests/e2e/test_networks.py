@@ -131,6 +131,49 @@ def _udp_echo_in(netns: str, port: int, stop: threading.Event) -> socket.socket:
     return s
 
 
+def test_userland_proxy_where_the_kernel_cannot(daemon, tmp_path):
+    """An IPv6 host address (no NAT46 in netfilter), and a daemon with --iptables=false."""
+    dk(daemon, "run", "-d", "--name", "v6", "-p", "[::1]:18491:80", "busybox", *HTTPD)
+    try:
+        assert dk(daemon, "port", "v6", "80").stdout.strip() == "[::1]:18491"
+        assert wait_for(lambda: _get6(18491))
+    finally:
+        dk(daemon, "rm", "-f", "v6")
+    with DockyardDaemon(extra_args=["--iptables=false"]) as plain:
+        plain.docker("load", "-i", str(_export(daemon, tmp_path)))
+        plain.docker("run", "-d", "--name", "plainweb", "-p", "127.0.0.1:18492:80", "busybox", *HTTPD)
+        assert wait_for(lambda: b"hello" in _get4(18492))
+        assert subprocess.run(["nft", "list", "table", "ip", plain.nft_table],
+                              capture_output=True).returncode != 0  # no table at all
+        plain.docker("rm", "-f", "plainweb")
+
+
+def _export(d, tmp_path):
+    path = tmp_path / "busybox.tar"
+    dk(d, "save", "-o", str(path), "busybox:latest")
+    return path
+
+
+def _get4(port):
+    try:
+        return tcp_request("127.0.0.1", port, b"GET / HTTP/1.0\r\n\r\n")
+    except OSError:
+        return b""
+
+
+def _get6(port):
+    try:
+        with socket.create_connection(("::1", port), 5) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        return b"hello from the container" in out
+    except OSError:
+        return False
+
+
 def test_published_tcp_and_udp_ports(daemon):
     cid = dk(daemon, "run", "-d", "--name", "pub", "-p", "18480:80", "-p", "127.0.0.1:18481:80",
              "-p", "18482:5353/udp", "-p", "18483-18486:8080", "-p", "18487-18488:81-82",

@@ -32,6 +32,9 @@ class NetworkService:
         self.manager.on_change = self._refresh
         self.dns = None
         self._reaping: set[asyncio.Task] = set()
+        from dockyard.network.proxy import Proxies
+
+        self.proxies = Proxies()
 
     def _refresh(self) -> None:
         self._table = self.manager.name_table()
@@ -56,6 +59,7 @@ class NetworkService:
         ok = await asyncio.to_thread(self.manager.restore_sandbox, c.id)
         if ok:
             await self._start_dns(c)
+            await self.proxies.start(c.id, self.manager.proxied(c.id))
         return ok
 
     async def forget_orphans(self, known: set[str]) -> None:
@@ -68,6 +72,7 @@ class NetworkService:
             await asyncio.gather(*self._reaping, return_exceptions=True)
         if self.dns is not None:
             await self.dns.close()
+        await self.proxies.close()
         self.manager.close()
 
     # -- containers ---------------------------------------------------------------------------
@@ -123,6 +128,7 @@ class NetworkService:
             if made["ips"] or (c.host_config.get("Links")):
                 await asyncio.to_thread(self._write_hosts, c, made["ips"])
             await self._start_dns(c)
+            await self.proxies.start(c.id, self.manager.proxied(c.id))
         except BaseException:
             await self.teardown(c)
             raise
@@ -186,6 +192,7 @@ class NetworkService:
         (network/sandbox.py ``reap``), which keeps a veth deletion off `docker run --rm`."""
         if self.dns is not None:
             await self.dns.stop(c.id)
+        await self.proxies.stop(c.id)
         sb = self.manager.sandboxes.get(c.id)
         was = [n for n, ep in (sb or {}).get("endpoints", {}).items() if ep.get("EndpointID")]
         pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited)
@@ -259,6 +266,8 @@ class NetworkService:
                 raise
             c, cid = None, container_ref
         net = await asyncio.to_thread(self.manager.disconnect, ref, cid)
+        await self.proxies.stop(cid)  # their target may have changed
+        await self.proxies.start(cid, self.manager.proxied(cid))
         if c is not None and not self.manager.uses_embedded_dns(
                 c.host_config, self.manager.sandboxes.get(cid, {}).get("endpoints", {})):
             await self.dns.stop(cid)

@@ -55,7 +55,7 @@ def _q(name: str) -> str:
 
 
 def _any(host_ip: str) -> bool:
-    return host_ip in ("", "0.0.0.0", "::")
+    return host_ip in ("", "0.0.0.0")
 
 
 def render(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule]) -> str:
@@ -115,6 +115,8 @@ def elements(table: str, ports: Sequence[PortRule], verb: str) -> str:
     does it off the run path (network/sandbox.py)."""
     lines = []
     for p in ports:
+        if ":" in p.host_ip:
+            continue  # IPv6 host addresses: the userland proxy's (proxy.py)
         if _any(p.host_ip):
             lines.append(f"{verb} element ip {table} ports_any {{ {p.proto} . {p.host_port} : "
                          f"{p.container_ip} . {p.container_port} }}")

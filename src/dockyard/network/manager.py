@@ -292,6 +292,18 @@ class NetworkManager(SandboxMixin):
         return [firewall.PortRule(p.proto, p.host_ip, p.host_port, ip, p.container_port)
                 for p in (Published.from_json(d) for d in sb.get("ports") or [])]
 
+    def proxied(self, cid: str) -> list[tuple[str, object, str, int]]:
+        """The published ports of ``cid`` that the kernel does not carry (an IPv6 host address,
+        or no firewall managed): (protocol, reserved socket, container address, port) for the
+        userland proxy (network/proxy.py)."""
+        with self._lock:
+            sb = self.sandboxes.get(cid)
+            ip = _port_target(sb, self.networks) if sb else None
+            if ip is None:
+                return []
+            return [(p.proto, sock, ip, p.container_port) for p, sock in self.ports.sockets(cid)
+                    if not self.options.iptables or ":" in p.host_ip]
+
     def _apply_elements(self, rules: list[firewall.PortRule], verb: str) -> None:
         """Add or delete published ports' map elements; a delete of elements that a full
         rewrite has dropped already is not an error."""

@@ -104,23 +104,21 @@ class Reservations:
     """The sockets that hold published host ports, by container."""
 
     def __init__(self) -> None:
-        self._held: dict[str, list[socket.socket]] = {}
+        self._held: dict[str, list[tuple[Published, socket.socket]]] = {}
 
     def reserve(self, owner: str, bindings: list[Binding]) -> list[Published]:
         """Bind every binding's host port (all or none); the ports taken."""
-        held: list[socket.socket] = []
-        out: list[Published] = []
+        held: list[tuple[Published, socket.socket]] = []
         try:
             for b in bindings:
                 sock, port = _bind_one(b)
-                held.append(sock)
-                out.append(Published(b.proto, b.container_port, b.host_ip, port))
+                held.append((Published(b.proto, b.container_port, b.host_ip, port), sock))
         except BaseException:
-            for s in held:
+            for _, s in held:
                 s.close()
             raise
         self._held.setdefault(owner, []).extend(held)
-        return out
+        return [p for p, _ in held]
 
     def hold(self, owner: str, published: list[Published]) -> None:
         """Take again the ports of ``published`` (after a daemon restart); best effort."""
@@ -128,7 +126,10 @@ class Reservations:
             with contextlib.suppress(System):
                 sock, _ = _bind_one(Binding(p.proto, p.container_port, p.host_ip,
                                             (p.host_port, p.host_port)))
-                self._held.setdefault(owner, []).append(sock)
+                self._held.setdefault(owner, []).append((p, sock))
+
+    def sockets(self, owner: str) -> list[tuple[Published, socket.socket]]:
+        return list(self._held.get(owner, []))
 
     def release(self, owner: str) -> None:
         for s in self.take(owner):
@@ -136,7 +137,7 @@ class Reservations:
 
     def take(self, owner: str) -> list[socket.socket]:
         """The sockets held for ``owner``, no longer held here (the caller closes them)."""
-        return self._held.pop(owner, [])
+        return [s for _, s in self._held.pop(owner, [])]
 
     def close(self) -> None:
         for owner in list(self._held):
@@ -147,12 +148,15 @@ def _bind_one(b: Binding) -> tuple[socket.socket, int]:
     kind = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}.get(b.proto, socket.SOCK_SEQPACKET)
     proto = socket.IPPROTO_SCTP if b.proto == "sctp" else 0
     addr = b.host_ip or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     lo, hi = b.host_ports
     candidates = [0] if lo == 0 else range(lo, hi + 1)
     last_error: OSError | None = None
     for port in candidates:
-        sock = socket.socket(socket.AF_INET, kind, proto)
+        sock = socket.socket(family, kind, proto)
         try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((addr, port))
         except OSError as exc:
             sock.close()
@@ -160,6 +164,7 @@ def _bind_one(b: Binding) -> tuple[socket.socket, int]:
             continue
         return sock, sock.getsockname()[1]
     shown = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    addr = f"[{addr}]" if family == socket.AF_INET6 else addr
     if last_error is not None and last_error.errno == 98:  # EADDRINUSE
         raise System(f"Bind for {addr}:{shown} failed: port is already allocated")
     raise System(f"Bind for {addr}:{shown} failed: {last_error}")
