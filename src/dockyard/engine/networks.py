@@ -32,6 +32,7 @@ class NetworkService:
         self.manager.on_change = self._refresh
         self.dns = None
         self._reaping: set[asyncio.Task] = set()
+        self._generations: dict[str, int | None] = {}  # the sandbox each running container has
         from dockyard.network.proxy import Proxies
 
         self.proxies = Proxies()
@@ -124,6 +125,7 @@ class NetworkService:
         if "network" in paths:
             await asyncio.to_thread(self._share_files, c)
         made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config, c.config)
+        self._generations[c.id] = made["gen"]
         try:
             if made["ips"] or (c.host_config.get("Links")):
                 await asyncio.to_thread(self._write_hosts, c, made["ips"])
@@ -190,12 +192,17 @@ class NetworkService:
         """Undo the sandbox of ``c``. ``exited``: its processes are gone, so its namespace's
         interfaces go with the namespace and their addresses are given back in the background
         (network/sandbox.py ``reap``), which keeps a veth deletion off `docker run --rm`."""
+        # popped before the first await: no start can have made a new sandbox yet (it waits for
+        # the exit this is called from)
+        gen = self._generations.pop(c.id, None) if exited else None
+        if not self.manager.current(c.id, gen):
+            return  # started again already: that sandbox is not the one that exited
         if self.dns is not None:
             await self.dns.stop(c.id)
         await self.proxies.stop(c.id)
         sb = self.manager.sandboxes.get(c.id)
         was = [n for n, ep in (sb or {}).get("endpoints", {}).items() if ep.get("EndpointID")]
-        pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited)
+        pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited, gen=gen)
         if pending is not None:
             task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(self.manager.reap, pending))

@@ -157,14 +157,17 @@ class SandboxMixin:
             sb["name"] = name
             mode = sb["mode"]
             if mode == "host" or mode.startswith("container:"):
-                return {"netns": None, "ips": []}
+                return {"netns": None, "ips": [], "gen": None}
+            if sb.get("netns") or self.addresses(cid):
+                self.teardown(cid)  # the last run's, if its exit has not been seen to yet
+            sb["gen"] = sb.get("gen", 0) + 1
             try:
                 self._make(cid, sb, host_config, config)
             except BaseException:
                 self.teardown(cid)
                 raise
             self.on_change()
-            return {"netns": sb["netns"], "ips": self.addresses(cid)}
+            return {"netns": sb["netns"], "ips": self.addresses(cid), "gen": sb["gen"]}
 
     def _make(self, cid: str, sb: dict, host_config: Mapping, config: Mapping) -> None:
         from dockyard.linux.netns import create_netns, remove_netns
@@ -230,7 +233,13 @@ class SandboxMixin:
             ep[key] = ""
         ep["IPPrefixLen"] = 0
 
-    def teardown(self, cid: str, *, defer: bool = False) -> Pending | None:
+    def current(self, cid: str, gen: int | None) -> bool:
+        """Whether ``gen`` (from ``setup``) is still the sandbox's: a start that came after
+        an exit makes a new one, which the late teardown of the old must leave alone."""
+        sb = self.sandboxes.get(cid)
+        return sb is not None and (gen is None or sb.get("gen") == gen)
+
+    def teardown(self, cid: str, *, defer: bool = False, gen: int | None = None) -> Pending | None:
         """Undo all ``setup`` made (safe on a half-made or already undone sandbox).
 
         ``defer``: for a container that has exited. Its namespace is unpinned, and with it the
@@ -241,7 +250,7 @@ class SandboxMixin:
 
         with self._lock:
             sb = self.sandboxes.get(cid)
-            if sb is None:
+            if sb is None or not self.current(cid, gen):
                 return None
             pending = Pending(rules=self._port_rules(sb), sockets=self.ports.take(cid))
             sb["ports"] = []
