@@ -103,6 +103,10 @@ def test_dockyard_cli_network_commands_print_as_docker(pair):
                      ["port", "ported", "82"]):
             a, b = docker(*args), dockyard(*args)
             assert (a.returncode, a.stdout) == (b.returncode, b.stdout), args
+        for client in (docker, dockyard):  # prune's report, each client on its own network
+            client("network", "create", "prunable")
+            res = client("network", "prune", "-f")
+            assert res.stdout == "Deleted Networks:\nprunable\n\n", res.stdout
         res = dockyard("network", "create", "dy-made")
         assert res.returncode == 0 and len(res.stdout.strip()) == 64
         assert dockyard("network", "connect", "dy-made", "ported").returncode == 0

@@ -412,6 +412,7 @@ def test_create_remove_cycles_leave_nothing_behind(daemon):
 # -- shapes, restore --------------------------------------------------------------------------
 
 def test_inspect_and_list_shapes(daemon):
+    since = str(int(time.time()) - 1)
     dk(daemon, "network", "create", "--label", "team=a", "--internal", "--attachable", "shape")
     try:
         net = inspect(daemon, "network", "shape")
@@ -423,6 +424,10 @@ def test_inspect_and_list_shapes(daemon):
         names = dk(daemon, "network", "ls", "--format", "{{.Name}}", "--filter", "type=custom").stdout
         assert names.split() == ["shape"]
         assert "shape" in dk(daemon, "network", "prune", "-f").stdout
+        time.sleep(1.1)  # --until is in whole seconds
+        events = dk(daemon, "events", "--since", since, "--until", "0s", "--filter",
+                    "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}}").stdout
+        assert "create shape" in events and "destroy shape" in events
     finally:
         dk(daemon, "network", "rm", "shape", check=False)
 

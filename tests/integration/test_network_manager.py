@@ -90,3 +90,17 @@ def test_teardown_and_reap(manager):
     assert set(interfaces()) == before
     bridge_net = manager.get("bridge")["Id"]
     assert manager.allocators[bridge_net][0].used == set()
+
+
+def test_a_late_teardown_leaves_a_newer_sandbox_alone(manager):
+    hc = {"NetworkMode": "default"}
+    manager.configure("d" * 64, "d", hc, manager.plan(hc, None))
+    first = manager.setup("d" * 64, "d", hc, {})
+    # started again before the exit of the first run was seen to: the leftovers go first
+    second = manager.setup("d" * 64, "d", hc, {})
+    assert second["gen"] == first["gen"] + 1 and len(manager.addresses("d" * 64)) == 1
+    assert manager.teardown("d" * 64, defer=True, gen=first["gen"]) is None
+    assert interfaces(second["netns"]) == ["lo", "eth0"]
+    manager.reap(manager.teardown("d" * 64, defer=True, gen=second["gen"]))
+    bridge_net = manager.get("bridge")["Id"]
+    assert manager.allocators[bridge_net][0].used == set()

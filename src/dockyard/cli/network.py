@@ -178,7 +178,7 @@ def cmd_network_prune(ctx: Ctx, argv: list[str]) -> int:
         raise CLIError(describe(exc)) from None
     deleted = report.get("NetworksDeleted") or []
     if deleted:
-        ctx.print("Deleted Networks:\n" + "".join(f"{n}\n" for n in deleted).rstrip("\n"))
+        ctx.print("Deleted Networks:\n" + "".join(f"{n}\n" for n in deleted))
     return 0
 
 
