@@ -177,9 +177,12 @@ class SandboxMixin:
         create_netns(path)
         sb["netns"] = path
         self.store.save_sandbox(cid, sb)
-        from dockyard.network.links import link_up_loopback
+        joining = [n for n in sb["endpoints"]
+                   if n in self.networks and drivers.get(self.networks[n]["Driver"]).joins]
+        if not joining:  # "none": loopback alone (a join brings it up otherwise)
+            from dockyard.network.links import link_up_loopback
 
-        link_up_loopback(path)
+            link_up_loopback(path)
         for nid in list(sb["endpoints"]):
             self._join(cid, sb, nid)
         if _on_bridge(sb, self.networks):
