@@ -339,6 +339,7 @@ def test_bad_input_gets_clear_errors_and_leaves_nothing(daemon):
             (["-d", "macvlan", "-o", "parent=nosuch0", "--subnet", "10.193.0.0/24", "mv"],
              "parent interface was not found"),
             (["taken"], "already exists"),
+            (["bad/name"], "invalid name"),
             (["--subnet", "10.192.0.0/24", "--ip-range", "10.191.0.0/25", "rng"], "subnet"),
         ]
         for args, message in cases:

@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PREDEFINED = ("bridge", "host", "none")
 BRIDGE_OPTION = "com.docker.network.bridge.name"
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 PRIVATE = "_dockyard"   # our own facts in a record, never shown
 
 
@@ -179,6 +181,9 @@ class NetworkManager(SandboxMixin):
         name = body.get("Name")
         if not isinstance(name, str) or not name:
             raise InvalidArgument("network name is required")
+        if not _NAME.fullmatch(name):
+            raise InvalidArgument(f'invalid name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are '
+                                  "allowed")
         driver = body.get("Driver") or "bridge"
         impl = drivers.get(driver)
         if body.get("EnableIPv6"):
