@@ -104,3 +104,33 @@ def test_a_late_teardown_leaves_a_newer_sandbox_alone(manager):
     manager.reap(manager.teardown("d" * 64, defer=True, gen=second["gen"]))
     bridge_net = manager.get("bridge")["Id"]
     assert manager.allocators[bridge_net][0].used == set()
+
+
+def test_the_default_bridge_follows_the_daemons_flags(tmp_path):
+    from dockyard.network.links import exists
+
+    first, second = "dyj" + secrets.token_hex(3), "dyk" + secrets.token_hex(3)
+    a, b = free_subnet("10.183"), free_subnet("10.182")
+    db, run = str(tmp_path / "db"), str(tmp_path / "run")
+    made = []
+    try:
+        for bridge, subnet in ((first, a), (first, a), (second, b)):
+            m = NetworkManager(db, run, NetworkOptions(bridge=bridge,
+                                                       bip=f"{subnet.network_address + 1}/24"))
+            m.load()
+            made.append(m.get("bridge")["Id"])
+            m.close()
+        assert made[0] == made[1] != made[2]  # kept while unchanged, made again when changed
+        assert exists(second) and not exists(first)
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert f"dockyard_{first}" not in tables and f"dockyard_{second}" in tables
+        m = NetworkManager(db, run, NetworkOptions(bridge="none", iptables=False))
+        m.load()
+        assert {n["Name"] for n in m.networks.values()} == {"host", "none"}
+        assert not exists(second)
+        m.close()
+    finally:
+        for name in (first, second):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+        for bridge in (first, second):
+            subprocess.run(["nft", "delete", "table", "ip", f"dockyard_{bridge}"], capture_output=True)

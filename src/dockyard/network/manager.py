@@ -90,6 +90,7 @@ class NetworkManager(SandboxMixin):
             for rec in self.store.networks():
                 self.networks[rec["Id"]] = rec
             self.sandboxes = self.store.sandboxes()
+            self._drop_changed_default_bridge()
             self._ensure_predefined()
             for net in self.networks.values():
                 self.allocators[net["Id"]] = self._allocators(net)
@@ -104,6 +105,34 @@ class NetworkManager(SandboxMixin):
             for net in self.networks.values():
                 drivers.get(net["Driver"]).restore_network(net)
             self._apply_firewall()
+
+    def _drop_changed_default_bridge(self) -> None:
+        """The daemon was started with another -b/--bip than the default bridge was made with
+        (or with -b none): that network goes (its bridge too) and is made again as now asked,
+        as dockerd does, unless a running container is on it."""
+        old = next((n for n in self.networks.values() if n["Name"] == "bridge"), None)
+        if old is None:
+            return
+        cfg = (configs(old) or [{}])[0]
+        wanted_bip = self.options.bip
+        changed = (self.options.bridge == "none"
+                   or old["Options"].get(BRIDGE_OPTION) != self.options.bridge
+                   or (wanted_bip and (cfg.get("Gateway") != str(ipam.parse_addr(wanted_bip))
+                                       or cfg.get("Subnet") != str(ipam.parse_network(wanted_bip)))))
+        if not changed:
+            return
+        if self.users(old["Id"], active_only=True):
+            log.warning("the default bridge differs from -b/--bip but containers use it: kept")
+            return
+        log.info("default bridge changed: %s %s -> %s %s", old["Options"].get(BRIDGE_OPTION),
+                 cfg.get("Subnet"), self.options.bridge, wanted_bip or "(a free subnet)")
+        drivers.get("bridge").delete_network(old)
+        old_table = firewall.table_name(old["Options"].get(BRIDGE_OPTION) or "")
+        if old_table != self.table:  # the table is named after the default bridge
+            with contextlib.suppress(OSError):
+                firewall.apply(firewall.removal(old_table))
+        self.store.remove_network(old["Id"])
+        del self.networks[old["Id"]]
 
     def _ensure_predefined(self) -> None:
         names = {n["Name"] for n in self.networks.values()}
