@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 
 from dockyard.errdefs import Conflict, Forbidden, InvalidArgument, NotFound
 from dockyard.network.manager import NetworkManager, NetworkOptions
@@ -30,6 +31,8 @@ class NetworkService:
                                       options or getattr(cfg, "network", None) or NetworkOptions())
         self._table: dict = {"networks": {}, "containers": {}}
         self.manager.on_change = self._refresh
+        self.manager.on_warm_taken = self._warm_later
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.dns = None
         self._reaping: set[asyncio.Task] = set()
         self._generations: dict[str, int | None] = {}  # the sandbox each running container has
@@ -47,9 +50,21 @@ class NetworkService:
 
     # -- daemon lifetime ----------------------------------------------------------------------
 
+    def _warm_later(self) -> None:
+        """(From a worker thread.) Refill the warm pool in the background."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._background, self.manager.fill_pool)
+
+    def _background(self, fn) -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(fn))
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.manager.load)
         self._refresh()
+        self._background(self.manager.fill_pool)
         from dockyard.network.dns import DnsServers
 
         self.dns = DnsServers(self.resolve, self._upstreams)
@@ -69,8 +84,9 @@ class NetworkService:
                 await asyncio.to_thread(self.manager.forget, cid)
 
     async def close(self) -> None:
-        if self._reaping:
-            await asyncio.gather(*self._reaping, return_exceptions=True)
+        self._loop = None  # no more refills
+        while self._reaping:
+            await asyncio.gather(*list(self._reaping), return_exceptions=True)
         if self.dns is not None:
             await self.dns.close()
         await self.proxies.close()
@@ -121,14 +137,15 @@ class NetworkService:
     async def setup(self, c) -> tuple[str | None, dict[str, str]]:
         """Before the runtime starts ``c``: its namespace path (or None) and the namespace
         paths of container:<x> modes; /etc/hosts rewritten with its addresses."""
+        started = time.perf_counter()
         paths = self.namespace_paths(c)
         if "network" in paths:
             await asyncio.to_thread(self._share_files, c)
-        made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config, c.config)
+        made = await asyncio.to_thread(self._setup_blocking, c)
         self._generations[c.id] = made["gen"]
         try:
-            if made["ips"] or (c.host_config.get("Links")):
-                await asyncio.to_thread(self._write_hosts, c, made["ips"])
+            if made.get("hosts_error") is not None:
+                raise made["hosts_error"]
             await self._start_dns(c)
             await self.proxies.start(c.id, self.manager.proxied(c.id))
         except BaseException:
@@ -136,7 +153,18 @@ class NetworkService:
             raise
         for nid in self.manager.sandboxes.get(c.id, {}).get("endpoints", {}):
             self._emit(nid, "connect", c.id)
+        log.debug("network of %s set up in %.1f ms", c.id[:12], (time.perf_counter() - started) * 1e3)
         return made["netns"], paths
+
+    def _setup_blocking(self, c) -> dict:
+        """The sandbox and /etc/hosts in one trip to a worker thread."""
+        made = self.manager.setup(c.id, c.name, c.host_config, c.config)
+        if made["ips"] or c.host_config.get("Links"):
+            try:
+                self._write_hosts(c, made["ips"])
+            except Exception as exc:  # noqa: BLE001 - raised on the loop, after the record
+                made["hosts_error"] = exc
+        return made
 
     def _share_files(self, c) -> None:
         """container:<x> networking: x's hostname, hosts and resolv.conf, as dockerd gives."""
@@ -194,6 +222,7 @@ class NetworkService:
         (network/sandbox.py ``reap``), which keeps a veth deletion off `docker run --rm`."""
         # popped before the first await: no start can have made a new sandbox yet (it waits for
         # the exit this is called from)
+        started = time.perf_counter()
         gen = self._generations.pop(c.id, None) if exited else None
         if not self.manager.current(c.id, gen):
             return  # started again already: that sandbox is not the one that exited
@@ -204,12 +233,10 @@ class NetworkService:
         was = [n for n, ep in (sb or {}).get("endpoints", {}).items() if ep.get("EndpointID")]
         pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited, gen=gen)
         if pending is not None:
-            task = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(self.manager.reap, pending))
-            self._reaping.add(task)
-            task.add_done_callback(self._reaping.discard)
+            self._background(lambda: self.manager.reap(pending))
         for nid in was:
             self._emit(nid, "disconnect", c.id)
+        log.debug("network of %s torn down in %.1f ms", c.id[:12], (time.perf_counter() - started) * 1e3)
 
     async def forget(self, c) -> None:
         if self.dns is not None:

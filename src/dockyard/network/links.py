@@ -114,7 +114,7 @@ def host_routes() -> list[ipaddress.IPv4Network]:
 
 def link_up_loopback(netns: str) -> None:
     with _ipr(netns) as ipr:
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
+        ipr.link("set", index=1, state="up")  # lo is always index 1 in a namespace
 
 
 def _configure_inside(netns: str, name: str, ifname: str, ip: ipaddress.IPv4Address,
@@ -158,17 +158,15 @@ def _bridge(ipr: IPRoute, bridge: str, refresh: bool = False) -> int:
     return _bridge_index[bridge]
 
 
-def add_veth(netns: str, bridge: str, ifname: str, ip: ipaddress.IPv4Address, prefixlen: int,
-             gateway: ipaddress.IPv4Address | None, mtu: int | None = None,
-             mac: str | None = None) -> str:
-    """A veth pair: one end on ``bridge`` (returned: its name), the other made right in
-    ``netns`` as ``ifname`` with its MAC, then given ``ip``; the default route through
-    ``gateway`` if it has none yet. (~3 ms: one link creation with its master and peer.)"""
+def make_veth(netns: str, bridge: str, ifname: str, mac: str | None = None,
+              mtu: int | None = None) -> str:
+    """A veth pair: one end on ``bridge`` and up (returned: its name), the other made right in
+    ``netns`` as ``ifname`` (down, no address). One link creation with master and peer."""
     host = "veth" + secrets.token_hex(4)[:7]
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with _ipr() as ipr:
-            peer = {"ifname": ifname, "net_ns_fd": fd, "address": mac or mac_for(ip)}
+            peer = {"ifname": ifname, "net_ns_fd": fd, **({"address": mac} if mac else {})}
             extra = {"mtu": mtu} if mtu else {}
             for attempt in (0, 1):
                 try:
@@ -180,16 +178,34 @@ def add_veth(netns: str, bridge: str, ifname: str, ip: ipaddress.IPv4Address, pr
                         raise
             try:
                 ipr.link("set", ifname=host, state="up")
-                # hairpin: a container may reach its own published port through the host
-                with contextlib.suppress(OSError):
-                    _sysctl(f"/sys/class/net/{host}/brport/hairpin_mode", "1")
-                _configure_inside(netns, ifname, ifname, ip, prefixlen, gateway, None, None)
             except BaseException:
                 with contextlib.suppress(NetlinkError):
                     ipr.link("del", ifname=host)
                 raise
     finally:
         os.close(fd)
+    # hairpin: a container may reach its own published port through the host
+    with contextlib.suppress(OSError):
+        _sysctl(f"/sys/class/net/{host}/brport/hairpin_mode", "1")
+    return host
+
+
+def configure_inside(netns: str, ifname: str, ip: ipaddress.IPv4Address, prefixlen: int,
+                     gateway: ipaddress.IPv4Address | None, mac: str | None = None) -> None:
+    _configure_inside(netns, ifname, ifname, ip, prefixlen, gateway, mac, None)
+
+
+def add_veth(netns: str, bridge: str, ifname: str, ip: ipaddress.IPv4Address, prefixlen: int,
+             gateway: ipaddress.IPv4Address | None, mtu: int | None = None,
+             mac: str | None = None) -> str:
+    """``make_veth`` then ``configure_inside``: the container's end as ``ifname`` with ``ip``
+    and the default route through ``gateway`` if it has none yet (~3-4 ms)."""
+    host = make_veth(netns, bridge, ifname, mac or mac_for(ip), mtu)
+    try:
+        configure_inside(netns, ifname, ip, prefixlen, gateway)
+    except BaseException:
+        delete_link(host)
+        raise
     return host
 
 

@@ -75,11 +75,15 @@ class NetworkManager(SandboxMixin):
         self.netns_dir = os.path.join(exec_root, "netns")
         self.table = firewall.table_name(self.options.bridge)
         self.ports = Reservations()
+        from dockyard.network.pool import WarmPool
+
+        self.pool = WarmPool(self.netns_dir)
         self._lock = threading.RLock()
         self.networks: dict[str, dict] = {}
         self.allocators: dict[str, list[ipam.Allocator]] = {}
         self.sandboxes: dict[str, dict] = {}
         self.on_change = lambda: None   # called (in the worker thread) after endpoints change
+        self.on_warm_taken = lambda: None  # a warm sandbox was used: make another
 
     # -- daemon lifetime --------------------------------------------------------------------
 
@@ -90,6 +94,7 @@ class NetworkManager(SandboxMixin):
             for rec in self.store.networks():
                 self.networks[rec["Id"]] = rec
             self.sandboxes = self.store.sandboxes()
+            self.pool.sweep({sb["netns"] for sb in self.sandboxes.values() if sb.get("netns")})
             self._drop_changed_default_bridge()
             self._ensure_predefined()
             for net in self.networks.values():
@@ -184,8 +189,19 @@ class NetworkManager(SandboxMixin):
         return rec
 
     def close(self) -> None:
+        self.pool.clear()
         self.ports.close()
         self.store.close()
+
+    def fill_pool(self) -> None:
+        """Warm sandboxes for the default bridge (blocking; from a background thread)."""
+        net = self.default_bridge()
+        if net is not None:
+            self.pool.fill(drivers.bridge_name(net))
+
+    def default_bridge(self) -> dict | None:
+        return next((n for n in self.networks.values()
+                     if n["Name"] == "bridge" and n["Driver"] == "bridge"), None)
 
     # -- networks ---------------------------------------------------------------------------
 

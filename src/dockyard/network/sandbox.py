@@ -172,9 +172,13 @@ class SandboxMixin:
     def _make(self, cid: str, sb: dict, host_config: Mapping, config: Mapping) -> None:
         from dockyard.linux.netns import create_netns, remove_netns
 
-        path = os.path.join(self.netns_dir, cid)
-        remove_netns(path)  # a leftover of a crash
-        create_netns(path)
+        warm = self._take_warm(sb)
+        if warm is not None:
+            path = warm["netns"]
+        else:
+            path = os.path.join(self.netns_dir, cid)
+            remove_netns(path)  # a leftover of a crash
+            create_netns(path)
         sb["netns"] = path
         self.store.save_sandbox(cid, sb)
         joining = [n for n in sb["endpoints"]
@@ -184,7 +188,7 @@ class SandboxMixin:
 
             link_up_loopback(path)
         for nid in list(sb["endpoints"]):
-            self._join(cid, sb, nid)
+            self._join(cid, sb, nid, warm)
         if _on_bridge(sb, self.networks):
             bindings = plan_bindings(host_config, config)
             if bindings:
@@ -193,7 +197,19 @@ class SandboxMixin:
                 self.store.save_sandbox(cid, sb)
                 self._apply_elements(self._port_rules(sb), "add")
 
-    def _join(self, cid: str, sb: dict, nid: str) -> None:
+    def _take_warm(self, sb: dict) -> dict | None:
+        """A warm sandbox (network/pool.py) for a container on the default bridge alone."""
+        net = self.default_bridge()
+        if net is None or list(sb["endpoints"]) != [net["Id"]] or net["Internal"]:
+            return None
+        if net["Options"].get("com.docker.network.driver.mtu", "1500") != "1500":
+            return None
+        warm = self.pool.take(drivers.bridge_name(net))
+        if warm is not None:
+            self.on_warm_taken()
+        return warm
+
+    def _join(self, cid: str, sb: dict, nid: str, warm: dict | None = None) -> None:
         net = self.networks.get(nid)
         if net is None:
             raise NotFound(f"network {nid} not found")
@@ -212,6 +228,13 @@ class SandboxMixin:
             ep.update({"EndpointID": secrets.token_hex(32), "IPAddress": str(ip),
                        "IPPrefixLen": plen, "Gateway": str(alloc.cfg.gateway),
                        "MacAddress": ep.get("mac_wanted") or _mac(ip), "ifname": ifname})
+            if warm is not None:  # its veth is on the bridge already: the address alone
+                from dockyard.network.links import configure_inside
+
+                ep["host_veth"] = warm["host_veth"]
+                self.store.save_sandbox(cid, sb)
+                configure_inside(sb["netns"], ifname, ip, plen, alloc.cfg.gateway, ep["MacAddress"])
+                return
             self.store.save_sandbox(cid, sb)
             ep.update(impl.join(net, sb["netns"], ifname, ip, plen, alloc.cfg.gateway,
                                 ep["MacAddress"]))
