@@ -300,22 +300,18 @@ class SandboxMixin:
             return None
         return pending
 
-    def reap(self, pending: Pending, timeout: float = 2.0) -> None:
-        """The rest of a teardown: published ports' elements deleted, then their host ports
-        released; host veths waited for (deleted if the kernel has not within ``timeout``),
-        then their addresses given back."""
-        import time
-
-        from dockyard.network.links import delete_link, exists
+    def reap(self, pending: Pending) -> None:
+        """The rest of a teardown, in the background: published ports' elements deleted, then
+        their host ports released; host veths deleted (gone already if the kernel's cleanup of
+        the namespace came first; the delete waits on RCU, not on the CPU), then their
+        addresses given back."""
+        from dockyard.network.links import delete_link
 
         with self._lock:
             self._apply_elements(pending.rules, "delete")
         for sock in pending.sockets:
             sock.close()
-        deadline = time.monotonic() + timeout
         for nid, ip, veth in pending.endpoints:
-            while veth and exists(veth) and time.monotonic() < deadline:
-                time.sleep(0.01)
             if veth:
                 delete_link(veth)
             with self._lock:
