@@ -27,8 +27,12 @@ class NetworkService:
     def __init__(self, engine, options: NetworkOptions | None = None) -> None:
         self.engine = engine
         cfg = engine.config
+        options = options or getattr(cfg, "network", None) or NetworkOptions()
+        if os.geteuid() != 0:  # no bridge, no firewall: the daemon serves what it can
+            log.warning("not running as root: no default bridge and no firewall")
+            options.bridge, options.iptables, options.ip_forward = "none", False, False
         self.manager = NetworkManager(os.path.join(cfg.data_root, "dockyard.db"), cfg.exec_root,
-                                      options or getattr(cfg, "network", None) or NetworkOptions())
+                                      options)
         self._table: dict = {"networks": {}, "containers": {}}
         self.manager.on_change = self._refresh
         self.manager.on_warm_taken = self._warm_later
