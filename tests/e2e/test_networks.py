@@ -242,6 +242,13 @@ def test_host_none_and_container_modes(daemon):
     assert "lo" in res.stdout and "eth0" not in res.stdout
     res = dk(daemon, "run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
     assert daemon.bridge in res.stdout  # the host's interfaces
+    dk(daemon, "run", "-d", "--name", "onhost", "--network", "host", "busybox", "sleep", "60")
+    try:
+        listed = inspect(daemon, "network", "host")["Containers"]
+        assert [c["Name"] for c in listed.values()] == ["onhost"]
+    finally:
+        dk(daemon, "rm", "-f", "onhost")
+    assert inspect(daemon, "network", "host")["Containers"] == {}
     dk(daemon, "run", "-d", "--name", "holder", "--hostname", "holder", "busybox", *HTTPD)
     try:
         ip = inspect(daemon, "container", "holder")["NetworkSettings"]["IPAddress"]
@@ -306,6 +313,10 @@ def test_connect_and_disconnect_live(daemon):
         assert set(inspect(daemon, "container", "worker")["NetworkSettings"]["Networks"]) == {"back"}
         res = dk(daemon, "network", "rm", "front", check=False)
         assert res.returncode != 0 and "active endpoints" in res.stderr
+        # the network that carried the app's default route goes: another one carries it
+        dk(daemon, "network", "connect", "back", "app")
+        dk(daemon, "network", "disconnect", "front", "app")
+        assert "default via" in dk(daemon, "exec", "app", "ip", "route").stdout
     finally:
         dk(daemon, "rm", "-f", "app", "worker", check=False)
         dk(daemon, "network", "rm", "front", "back", check=False)

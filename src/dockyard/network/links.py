@@ -238,6 +238,17 @@ def remove_in(netns: str, ifname: str) -> None:
         delete_link(ifname, netns)
 
 
+def ensure_default_route(netns: str, ifname: str, gateway: str) -> None:
+    """A default route through ``gateway`` on ``ifname`` unless one exists."""
+    with _ipr(netns) as ipr:
+        try:
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway,
+                      oif=ipr.link("get", ifname=ifname)[0]["index"])
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+
+
 def interfaces(netns: str | None = None) -> list[str]:
     with _ipr(netns) as ipr:
         return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]

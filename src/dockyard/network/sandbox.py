@@ -157,6 +157,9 @@ class SandboxMixin:
             sb["name"] = name
             mode = sb["mode"]
             if mode == "host" or mode.startswith("container:"):
+                for nid in sb["endpoints"]:  # the host network lists its containers
+                    self._join(cid, sb, nid)
+                self.store.save_sandbox(cid, sb)
                 return {"netns": None, "ips": [], "gen": None}
             if sb.get("netns") or self.addresses(cid):
                 self.teardown(cid)  # the last run's, if its exit has not been seen to yet
@@ -377,6 +380,7 @@ class SandboxMixin:
             rules = self._port_rules(sb)
             self._leave(sb, net["Id"])
             sb["endpoints"].pop(net["Id"])
+            self._keep_default_route(sb)
             if rules and self._port_rules(sb) != rules:  # the ports go to another address now
                 self._apply_elements(rules, "delete")
                 if _on_bridge(sb, self.networks):
@@ -387,6 +391,22 @@ class SandboxMixin:
             self.store.save_sandbox(cid, sb)
             self.on_change()
             return net
+
+    def _keep_default_route(self, sb: dict) -> None:
+        """After a disconnect: the default route through another network if the one that
+        carried it went (a route dies with its interface)."""
+        if not sb.get("netns"):
+            return
+        from dockyard.network.links import ensure_default_route
+
+        for nid, ep in sb["endpoints"].items():
+            net = self.networks.get(nid)
+            if net is not None and ep.get("IPAddress") and ep.get("Gateway") and not net["Internal"]:
+                try:
+                    ensure_default_route(sb["netns"], ep["ifname"], ep["Gateway"])
+                except Exception:  # noqa: BLE001 - the disconnect itself is done
+                    log.warning("no default route after the disconnect", exc_info=True)
+                return
 
     # -- views -----------------------------------------------------------------------------
 
