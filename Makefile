@@ -43,6 +43,7 @@ unit: venv
 bench: deps
 	$(PY) -m compileall -q src >/dev/null
 	$(PY) bench/runtime.py
+	$(PY) bench/network.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
