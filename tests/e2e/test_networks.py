@@ -468,6 +468,9 @@ def test_running_containers_keep_their_network_across_a_daemon_restart(daemon):
         assert b"hello from the container" in tcp_request("127.0.0.1", 18490, b"GET / HTTP/1.0\r\n\r\n")
         res = dk(daemon, "run", "--rm", "--network", "keep", "busybox", "wget", "-qO-", "http://k/")
         assert "hello from the container" in res.stdout
+        ip = inspect(daemon, "container", "kept")["NetworkSettings"]["Networks"]["keep"]["IPAddress"]
+        res = dk(daemon, "exec", "kept", "nslookup", "k")  # its own DNS served again
+        assert f"Address: {ip}" in res.stdout
         res = dk(daemon, "run", "-d", "-p", "18490:80", "busybox", "true", check=False)
         assert "port is already allocated" in res.stderr  # re-learnt
         dk(daemon, "stop", "-t", "1", "kept")
