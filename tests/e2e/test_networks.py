@@ -83,13 +83,14 @@ def test_user_network_names_aliases_links_and_forwarding(daemon):
                "database", "busybox", *HTTPD)
             db_ip = inspect(daemon, "container", "db")["NetworkSettings"]["Networks"]["appnet"]["IPAddress"]
             script = ("cat /etc/resolv.conf; nslookup db; nslookup database; nslookup store; "
-                      "nslookup far.example; wget -qO- http://database/")
+                      f"nslookup far.example; wget -qO- http://database/; nslookup {db_ip}")
             res = dk(daemon, "run", "--rm", "--network", "appnet", "--link", "db:store",
                      "--dns", outside.ip, "busybox", "sh", "-c", script)
             assert "nameserver 127.0.0.11" in res.stdout
             assert res.stdout.count(f"Address: {db_ip}") == 3  # by name, alias and link
             assert "Address: 192.0.2.77" in res.stdout  # forwarded to the test namespace
             assert "hello from the container" in res.stdout
+            assert "db.appnet" in res.stdout  # the reverse lookup
             # the default bridge has no embedded DNS: names do not resolve there
             res = dk(daemon, "run", "--rm", "busybox", "nslookup", "db", check=False)
             assert db_ip not in res.stdout

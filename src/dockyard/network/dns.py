@@ -137,6 +137,10 @@ class DnsServers:
             q = dnsmsg.parse_query(data)
         except InvalidArgument:
             return dnsmsg.error_for_raw(data, dnsmsg.FORMERR) if len(data) >= 2 else None
+        if q.qtype == dnsmsg.TYPE_PTR and (ip := dnsmsg.reverse_address(q.name)) is not None:
+            names = self.resolve(cid, "ptr:" + ip)
+            if names is not None:
+                return dnsmsg.answer_ptr(data, q, names)
         found = self.resolve(cid, q.name)
         if found is not None:
             return dnsmsg.answer(data, q, found)

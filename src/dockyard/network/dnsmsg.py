@@ -73,6 +73,33 @@ def answer(query: bytes, q: Question, addresses: list[str], ttl: int = 600) -> b
     return _header(q, NOERROR, count) + query[12:q.end] + records
 
 
+def encode_name(name: str) -> bytes:
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".") if p) + b"\0"
+
+
+def answer_ptr(query: bytes, q: Question, names: list[str], ttl: int = 600) -> bytes:
+    """A response to a PTR query with ``names``."""
+    records = b""
+    for name in names:
+        rdata = encode_name(name)
+        records += struct.pack("!HHHIH", 0xC00C, TYPE_PTR, CLASS_IN, ttl, len(rdata)) + rdata
+    return _header(q, NOERROR, len(names)) + query[12:q.end] + records
+
+
+def reverse_address(name: str) -> str | None:
+    """``4.3.2.1.in-addr.arpa`` -> ``1.2.3.4`` (None for anything else)."""
+    name = name.lower().rstrip(".")
+    if not name.endswith(".in-addr.arpa"):
+        return None
+    parts = name[: -len(".in-addr.arpa")].split(".")
+    if len(parts) != 4:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(".".join(reversed(parts))))
+    except ValueError:
+        return None
+
+
 def error(query: bytes, q: Question, rcode: int) -> bytes:
     return _header(q, rcode, 0) + query[12:q.end]
 

@@ -519,6 +519,9 @@ class SandboxMixin:
                         table.setdefault(n.lower(), []).append(ep["IPAddress"])
                     table.setdefault(f"{sb.get('name', '')}.{net['Name']}".lower(),
                                      []).append(ep["IPAddress"])
+                    # reverse: the address -> "name.network" (as dockerd answers PTR)
+                    table.setdefault("ptr:" + ep["IPAddress"], []).append(
+                        f"{sb.get('name', '')}.{net['Name']}")
                 links = dict(sb.get("links") or {})
                 for ep in sb["endpoints"].values():
                     for link in ep.get("Links") or []:
@@ -542,7 +545,7 @@ def resolve(table: dict, cid: str, name: str) -> list[str] | None:
     view = table["containers"].get(cid)
     if view is None:
         return None
-    name = name.lower().rstrip(".")
+    name = name.lower().rstrip(".") if not name.startswith("ptr:") else name
     name = view["links"].get(name, name)
     out: list[str] = []
     for nid in view["networks"]:

@@ -38,3 +38,12 @@ def test_parser_never_crashes(data):
         dnsmsg.parse_query(data)
     except InvalidArgument:
         pass
+
+
+def test_ptr():
+    assert dnsmsg.reverse_address("2.0.17.172.in-addr.arpa.") == "172.17.0.2"
+    assert dnsmsg.reverse_address("example.com") is None
+    assert dnsmsg.reverse_address("1.2.in-addr.arpa") is None
+    q = dnsmsg.query("2.0.17.172.in-addr.arpa", dnsmsg.TYPE_PTR)
+    out = dnsmsg.answer_ptr(q, dnsmsg.parse_query(q), ["web.front"])
+    assert out.endswith(b"\x03web\x05front\x00") and out[6:8] == b"\x00\x01"
