@@ -48,7 +48,7 @@ class NetworkService:
         self._table = self.manager.name_table()
 
     def resolve(self, cid: str, name: str) -> list[str] | None:
-        from dockyard.network.sandbox import resolve
+        from dockyard.network.views import resolve
 
         return resolve(self._table, cid, name)
 

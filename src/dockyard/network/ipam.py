@@ -196,3 +196,7 @@ class Allocator:
     def release(self, addr: Addr) -> None:
         self.used.discard(addr)
 
+
+def mac_for(ip: Addr) -> str:
+    """Docker's MAC of an address: 02:42 and the four bytes of the IPv4 address."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)

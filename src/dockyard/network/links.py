@@ -23,6 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from dockyard.errdefs import InvalidArgument, NotFound
 from dockyard.linux.netns import in_netns
+from dockyard.network.ipam import mac_for
 
 log = logging.getLogger(__name__)
 logging.getLogger("pyroute2").setLevel(logging.WARNING)  # it logs every netlink message at debug
@@ -48,9 +49,6 @@ def exists(ifname: str, netns: str | None = None) -> bool:
         return _index(ipr, ifname) is not None
 
 
-def mac_for(ip: ipaddress.IPv4Address) -> str:
-    """Docker's MAC of an address: 02:42 and the four bytes of the IPv4 address."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
 
 
 def _sysctl(path: str, value: str) -> None:

@@ -31,6 +31,7 @@ from dockyard.errdefs import Conflict, Forbidden, InvalidArgument, NotFound
 from dockyard.network import drivers, firewall, ipam
 from dockyard.network.ports import Published, Reservations
 from dockyard.network.sandbox import SandboxMixin
+from dockyard.network.views import ViewsMixin
 from dockyard.network.store import NetworkStore
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
-class NetworkManager(SandboxMixin):
+class NetworkManager(SandboxMixin, ViewsMixin):
     def __init__(self, db_path: str, exec_root: str, options: NetworkOptions | None = None) -> None:
         self.options = options or NetworkOptions()
         self.store = NetworkStore(db_path)

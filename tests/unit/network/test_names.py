@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dockyard.network.sandbox import _legacy_links, resolve
+from dockyard.network.sandbox import _legacy_links
+from dockyard.network.views import resolve
 
 TABLE = {
     "networks": {"n1": {"web": ["10.0.0.2"], "w": ["10.0.0.2"], "db": ["10.0.0.3"],
