@@ -370,10 +370,10 @@ class ContainerService(ContainerOpsMixin):
         ran_for = time.time() - parse_rfc3339(c.state.StartedAt)
         c.state.set_exited(code, oom, finished_at)
         self.store.save(c)
-        await self.engine.networks.teardown(c, exited=True)
         if oom:
             self._emit(c, "oom")
         self._emit(c, "die", exitCode=str(code))
+        await self.engine.networks.teardown(c, exited=True)  # after "die", as dockerd
         cond = self._exit_condition(c)
         async with cond:
             cond.notify_all()
