@@ -61,6 +61,9 @@ class DockyardDaemon:
         # each test daemon its own default bridge and subnet, so daemons never clash
         self.bridge = "dyt" + secrets.token_hex(3)
         self.bip = _free_bip()
+        # and its own pool for user networks: two daemons creating networks at the same
+        # moment would otherwise both take the first free default subnet
+        self.address_pool = f"base=10.{100 + secrets.randbelow(80)}.0.0/16,size=24"
         self.base: Path | None = None
         self.proc: subprocess.Popen | None = None
 
@@ -112,7 +115,8 @@ class DockyardDaemon:
         cmd = [sys.executable, "-m", "dockyard.daemon", "-H", self.docker_host,
                "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
                "--pidfile", str(self.pidfile), "--cgroup-parent", self.cgroup_parent,
-               "--log-level", "debug", "--bridge", self.bridge, "--bip", self.bip]
+               "--log-level", "debug", "--bridge", self.bridge, "--bip", self.bip,
+               "--default-address-pool", self.address_pool]
         if self.storage_driver:
             cmd += ["--storage-driver", self.storage_driver]
         return cmd + self.extra_args
