@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := busybox-static libseccomp2 iproute2 iptables procps runc crun docker.io tini hyperfine skopeo umoci docker-registry openssl
+APT_PACKAGES := busybox-static libseccomp2 iproute2 iptables nftables procps runc crun docker.io tini hyperfine skopeo umoci docker-registry openssl
 STAMP := $(VENV)/.deps-stamp
 
 .PHONY: deps apt venv demo test unit integration e2e bench clean
@@ -45,6 +45,7 @@ unit: venv
 bench: deps
 	$(PY) -m compileall -q src >/dev/null
 	$(PY) bench/runtime.py
+	$(PY) bench/network.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -62,6 +62,15 @@ class DaemonOptions:
     insecure_registries: list[str] = field(default_factory=list)
     registry_mirrors: list[str] = field(default_factory=list)
     registry_listen: str = ""  # HOST:PORT: also serve our registry (<data-root>/registry)
+    # networking (dockerd's flags)
+    bridge: str = ""
+    bip: str = ""
+    iptables: bool = True
+    ip_forward: bool = True
+    ip_masq: bool = True
+    userland_proxy: bool = False
+    default_address_pools: list[str] = field(default_factory=list)
+    mtu: int = 0
 
 
 # -- options -------------------------------------------------------------------------------------
@@ -80,7 +89,22 @@ _KEYS = {
     "insecure-registries": ("insecure_registries", "--insecure-registry"),
     "registry-mirrors": ("registry_mirrors", "--registry-mirror"),
     "registry-listen": ("registry_listen", "--registry-listen"),
+    "bridge": ("bridge", "-b/--bridge"), "bip": ("bip", "--bip"),
+    "iptables": ("iptables", "--iptables"), "ip-forward": ("ip_forward", "--ip-forward"),
+    "ip-masq": ("ip_masq", "--ip-masq"), "userland-proxy": ("userland_proxy", "--userland-proxy"),
+    "default-address-pools": ("default_address_pools", "--default-address-pool"),
+    "mtu": ("mtu", "--mtu"),
 }
+_NET_BOOLS = ("iptables", "ip_forward", "ip_masq", "userland_proxy")
+
+
+def _go_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "t", "true"):
+        return True
+    if low in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -115,6 +139,14 @@ def argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry-listen", metavar="HOST:PORT",
                    help="also serve a registry (OCI distribution API) on HOST:PORT, stored "
                         "under <data-root>/registry")
+    p.add_argument("-b", "--bridge", help="the default bridge's interface (default dockyard0; "
+                                          "none: no default bridge)")
+    p.add_argument("--bip", help="the default bridge's address and prefix (CIDR)")
+    for flag in ("iptables", "ip-forward", "ip-masq", "userland-proxy"):
+        p.add_argument(f"--{flag}", type=_go_bool, nargs="?", const=True, metavar="BOOL")
+    p.add_argument("--default-address-pool", dest="default_address_pools", action="append",
+                   metavar="base=CIDR,size=N", help="a pool of subnets for networks (repeatable)")
+    p.add_argument("--mtu", type=int, help="MTU of the default bridge's containers")
     return p
 
 
@@ -123,7 +155,8 @@ def _flag_values(ns: argparse.Namespace) -> dict[str, object]:
     out: dict[str, object] = {}
     for attr in ("hosts", "data_root", "exec_root", "log_level", "default_runtime", "pidfile",
                  "storage_driver", "cgroup_parent", "tlsverify", "tlscacert", "tlscert",
-                 "tlskey", "insecure_registries", "registry_mirrors", "registry_listen"):
+                 "tlskey", "insecure_registries", "registry_mirrors", "registry_listen",
+                 "bridge", "bip", *_NET_BOOLS, "default_address_pools", "mtu"):
         value = getattr(ns, attr, None)
         if value is not None:
             out[attr] = value
@@ -169,9 +202,16 @@ def load_config_file(path: str) -> dict[str, object]:
         elif key in ("hosts", "insecure-registries", "registry-mirrors"):
             if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
                 raise ConfigError(f"{key}: expected a list of strings")
-        elif key == "tlsverify":
+        elif key in ("tlsverify", "iptables", "ip-forward", "ip-masq", "userland-proxy"):
             if not isinstance(value, bool):
-                raise ConfigError("tlsverify: expected true or false")
+                raise ConfigError(f"{key}: expected true or false")
+        elif key == "mtu":
+            if not isinstance(value, int):
+                raise ConfigError("mtu: expected a number")
+        elif key == "default-address-pools":
+            if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+                raise ConfigError('default-address-pools: expected [{"base": ..., "size": ...}]')
+            value = [f"base={p.get('base')},size={p.get('size')}" for p in value]
         elif not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string")
         out[attr] = value
@@ -345,6 +385,7 @@ def engine_config(opts: DaemonOptions):
                        registry_mirrors=list(opts.registry_mirrors))
     if opts.cgroup_parent:
         cfg.cgroup_parent = opts.cgroup_parent
+    cfg.network = network_options(opts)
     try:
         cfg.runtime_path(cfg.default_runtime)
         from dockyard.engine.distribution import parse_mirror
@@ -354,6 +395,22 @@ def engine_config(opts: DaemonOptions):
     except errdefs.InvalidArgument as exc:
         raise ConfigError(str(exc)) from None
     return cfg
+
+
+def network_options(opts: DaemonOptions):
+    from dockyard.network.ipam import DEFAULT_POOLS, parse_network, parse_pool
+    from dockyard.network.manager import NetworkOptions
+
+    try:
+        pools = [parse_pool(p) for p in opts.default_address_pools] or list(DEFAULT_POOLS)
+        if opts.bip:
+            parse_network(opts.bip, "--bip")
+    except errdefs.InvalidArgument as exc:
+        raise ConfigError(str(exc)) from None
+    return NetworkOptions(bridge=opts.bridge or "dockyard0", bip=opts.bip,
+                          iptables=opts.iptables, ip_forward=opts.ip_forward,
+                          ip_masq=opts.ip_masq, userland_proxy=opts.userland_proxy, pools=pools,
+                          mtu=opts.mtu)
 
 
 async def serve(opts: DaemonOptions, ready: asyncio.Event | None = None) -> None:

@@ -37,6 +37,7 @@ TOP: dict[str, tuple[str, str]] = {
     "info": ("system", "cmd_info"), "version": ("system", "cmd_version"),
     "pull": ("registry", "cmd_pull"), "push": ("registry", "cmd_push"),
     "login": ("registry", "cmd_login"), "logout": ("registry", "cmd_logout"),
+    "port": ("network", "cmd_port"),
 }
 GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "container": {
@@ -52,6 +53,13 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "history": TOP["history"], "inspect": ("inspect", "cmd_image_inspect"),
         "prune": ("image", "cmd_image_prune"),
         "pull": TOP["pull"], "push": TOP["push"],
+    },
+    "network": {
+        "create": ("network", "cmd_network_create"), "ls": ("network", "cmd_network_ls"),
+        "list": ("network", "cmd_network_ls"), "inspect": ("network", "cmd_network_inspect"),
+        "rm": ("network", "cmd_network_rm"), "remove": ("network", "cmd_network_rm"),
+        "prune": ("network", "cmd_network_prune"), "connect": ("network", "cmd_network_connect"),
+        "disconnect": ("network", "cmd_network_disconnect"),
     },
     "system": {
         "info": TOP["info"], "df": ("system", "cmd_system_df"),

@@ -123,11 +123,13 @@ class ContainerService(ContainerOpsMixin):
         ocispec.validate_host_config(host_config, config)
         logdrivers.validate(host_config.get("LogConfig"))
         _refuse_unsupported_modes(host_config)
+        endpoints = self.engine.networks.plan(host_config, body.get("NetworkingConfig"))
         RestartPolicy.parse(host_config.get("RestartPolicy"), host_config.get("AutoRemove", False))
         runtime = self.engine.config.runtime_path(host_config.get("Runtime") or None)
         name = self._reserve_name(name)
         try:
-            return await self._create(config, host_config, image, image_ref, runtime, name)
+            return await self._create(config, host_config, image, image_ref, runtime, name,
+                                      endpoints)
         finally:
             self._reserved_names.discard(name)
 
@@ -147,7 +149,7 @@ class ContainerService(ContainerOpsMixin):
         return name
 
     async def _create(self, config: dict, host_config: dict, image, image_ref: str, runtime: str,
-                      name: str) -> tuple[Container, list[str]]:
+                      name: str, endpoints: dict | None = None) -> tuple[Container, list[str]]:
         from dockyard.engine import ocispec
 
         config = ocispec.merge_config(config, image.config)
@@ -163,11 +165,13 @@ class ContainerService(ContainerOpsMixin):
         try:
             await asyncio.to_thread(self._prepare_files, c, image)
             await asyncio.to_thread(self.engine.volumes.prepare, c, inherited)
+            await asyncio.to_thread(self.engine.networks.configure, c, endpoints or {})
             self.store.add(c)
         except BaseException:
             await asyncio.to_thread(self._discard_files, c)
             if c.mount_points is not None:
                 await asyncio.to_thread(self.engine.volumes.abandon, c)
+            await self.engine.networks.forget(c)
             raise
         self._containers[c.id] = c
         self._emit(c, "create")
@@ -203,7 +207,8 @@ class ContainerService(ContainerOpsMixin):
             c.hostname_path: ocispec.hostname_file(hostname),
             c.hosts_path: ocispec.hosts_file(hostname, c.config.get("Domainname", ""),
                                              hc.get("ExtraHosts") or [], mode,
-                                             host_hosts=_read_text("/etc/hosts")),
+                                             host_hosts=_read_text("/etc/hosts"),
+                                             host_gateway_ip=self.engine.networks.host_gateway()),
             c.resolv_path: ocispec.resolv_conf(hc.get("Dns") or [], hc.get("DnsSearch") or [],
                                                hc.get("DnsOptions") or [],
                                                _read_text("/etc/resolv.conf"), network_mode=mode),
@@ -248,14 +253,19 @@ class ContainerService(ContainerOpsMixin):
 
     async def _start(self, c: Container) -> None:
         bundle = os.path.join(self.exec_dir, c.id)
-        req = await asyncio.to_thread(self._write_bundle, c, bundle)
+        netns, ns_paths = await self.engine.networks.setup(c)
         try:
-            await self._spawn_and_start(c, req)
+            req = await asyncio.to_thread(self._write_bundle, c, bundle, netns, ns_paths)
+            try:
+                await self._spawn_and_start(c, req)
+            except BaseException:
+                await asyncio.to_thread(self.engine.volumes.unmount, c)
+                raise
         except BaseException:
-            await asyncio.to_thread(self.engine.volumes.unmount, c)
+            await self.engine.networks.teardown(c)
             raise
-        c.state.set_running(self._handles[c.id].pid)
         handle = self._handles[c.id]
+        c.state.set_running(handle.pid)
         if handle.started_at:
             c.state.StartedAt = handle.started_at  # the monitor's clock, as FinishedAt is
         c.has_been_started = True
@@ -309,7 +319,8 @@ class ContainerService(ContainerOpsMixin):
         self._attach_waiters.setdefault(c.id, []).append((fut, connected))
         return fut, connected
 
-    def _write_bundle(self, c: Container, bundle: str) -> dict:
+    def _write_bundle(self, c: Container, bundle: str, netns: str | None = None,
+                      ns_paths: dict | None = None) -> dict:
         from dockyard.engine import ocispec
         from dockyard.snapshot.mounts import mount_all
 
@@ -334,7 +345,8 @@ class ContainerService(ContainerOpsMixin):
                 etc_files={"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path,
                            "/etc/resolv.conf": c.resolv_path},
                 init_path=cfg.init_path, mount_points=points,
-                daemon=self.engine.volumes.daemon_options)
+                daemon=self.engine.volumes.daemon_options, netns_path=netns,
+                namespace_paths=ns_paths)
         except BaseException:
             if points is not None:
                 self.engine.volumes.unmount(c)
@@ -396,6 +408,7 @@ class ContainerService(ContainerOpsMixin):
         if oom:
             self._emit(c, "oom")
         self._emit(c, "die", exitCode=str(code))
+        await self.engine.networks.teardown(c, exited=True)  # after "die", as dockerd
         cond = self._exit_condition(c)
         async with cond:
             cond.notify_all()
@@ -541,6 +554,7 @@ class ContainerService(ContainerOpsMixin):
         except BaseException:
             c.state.Status = previous
             raise
+        await self.engine.networks.forget(c)
         for fut, _connected in self._attach_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_exception(NotFound(f"No such container: {c.id}"))
@@ -563,6 +577,7 @@ class ContainerService(ContainerOpsMixin):
             raise InvalidArgument(f"Renaming a container with the same name as its current name")
         old = c.name
         self.store.rename(c, new)
+        await self.engine.networks.rename(c)
         self._emit(c, "rename", oldName="/" + old)
 
     async def update(self, ref: str, body: dict) -> list[str]:
@@ -641,6 +656,7 @@ class ContainerService(ContainerOpsMixin):
         that happened while we were away, restart what the restart policies say."""
         await asyncio.to_thread(self._remove_orphans)
         await asyncio.to_thread(self.engine.volumes.restore, list(self._containers.values()))
+        await self.engine.networks.forget_orphans(set(self._containers))
         for c in list(self._containers.values()):
             if not (c.state.Running or c.state.Restarting):
                 continue
@@ -649,6 +665,7 @@ class ContainerService(ContainerOpsMixin):
             handle = await self.monitors.connect(c.id, self._state_dir(c))
             if handle is not None and handle.status != Status.STOPPED:
                 self._handles[c.id] = handle
+                await self.engine.networks.restore(c)
                 if c.state.Restarting:
                     c.state.set_running(handle.pid)
                     self.store.save(c)
@@ -716,10 +733,10 @@ def _start_error(what: str, exc) -> Exception:
 
 
 def _refuse_unsupported_modes(host_config: dict) -> None:
-    """Namespaces shared with another container, and a shareable /dev/shm, need the engine to
-    hand the spec their paths; until it does they are refused here, not failed at start."""
-    for key in ("NetworkMode", "IpcMode", "PidMode", "UTSMode"):
-        if str(host_config.get(key) or "").startswith("container:"):
-            raise InvalidArgument(f"{key} container:<name|id> is not supported by this daemon yet")
+    """A shareable /dev/shm needs the engine to mount it (and joining another container's IPC
+    needs its /dev/shm so); until it does they are refused here, not failed at start.
+    (container:<x> network and pid modes: engine/networks.py hands the spec the paths.)"""
+    if str(host_config.get("IpcMode") or "").startswith("container:"):
+        raise InvalidArgument("IpcMode container:<name|id> is not supported by this daemon yet")
     if host_config.get("IpcMode") == "shareable":
         raise InvalidArgument("IpcMode shareable is not supported by this daemon yet")

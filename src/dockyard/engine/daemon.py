@@ -36,6 +36,7 @@ class EngineConfig:
     plugin_timeout: float = 30.0  # seconds for one call to a volume plugin
     insecure_registries: list[str] = field(default_factory=list)  # hosts or CIDRs
     registry_mirrors: list[str] = field(default_factory=list)     # URLs, for Docker Hub
+    network: object = None  # network.manager.NetworkOptions (None: the defaults)
 
     def __post_init__(self) -> None:
         import shutil
@@ -70,6 +71,9 @@ class Engine:
         from dockyard.engine.containers import ContainerService
 
         self.containers = ContainerService(self)
+        from dockyard.engine.networks import NetworkService
+
+        self.networks = NetworkService(self)
         from dockyard.engine.execs import ExecService
 
         self.execs = ExecService(self.containers)
@@ -84,10 +88,12 @@ class Engine:
 
     async def start(self) -> None:
         """Reconnect to running containers (live restore) and resume restart policies."""
+        await self.networks.start()
         await self.containers.restore()
 
     async def close(self) -> None:
         await self.containers.close()
         self.volumes.close()
         self.distribution.close()
+        await self.networks.close()
         self.images.close()

@@ -11,18 +11,19 @@ from dockyard.engine.container import CREATED, EXITED, Container, parse_rfc3339
 _STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
-def _network_settings(c: Container) -> dict:
-    mode = c.host_config.get("NetworkMode") or "default"
-    return {"Networks": {} if mode in ("none", "host") else {}}
+def _network_settings(c: Container, engine=None) -> dict:
+    if engine is not None:
+        return engine.networks.summary(c)  # engine/networks.py
+    return {"Networks": {}}
 
 
 def summary(c: Container, engine=None) -> dict:
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.image_ref, "ImageID": c.image_id,
         "Command": c.command(), "Created": int(parse_rfc3339(c.created)),
-        "Ports": [], "Labels": c.config.get("Labels") or {}, "State": c.state.Status,
+        "Ports": engine.networks.ports(c) if engine is not None else [], "Labels": c.config.get("Labels") or {}, "State": c.state.Status,
         "Status": c.status_text(), "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "default"},
-        "NetworkSettings": _network_settings(c), "Mounts": _mounts(c),
+        "NetworkSettings": _network_settings(c, engine), "Mounts": _mounts(c),
     }
 
 
@@ -62,7 +63,7 @@ def inspect(c: Container, engine) -> dict:
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
         "HostConfig": c.host_config, "GraphDriver": graph, "Mounts": _mounts(c),
         "Config": c.config,
-        "NetworkSettings": {"SandboxID": "", "SandboxKey": "", "Ports": {}, **_network_settings(c)},
+        "NetworkSettings": engine.networks.settings(c),
     }
 
 
@@ -111,7 +112,10 @@ def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
                 return False
         elif key == "network":
             mode = c.host_config.get("NetworkMode") or "default"
-            if not any(v in (mode, "bridge" if mode == "default" else mode) for v in values):
+            names = set(engine.networks.network_names(c)) if engine is not None else set()
+            ids = {engine.networks.manager.get(n)["Id"] for n in names} if names else set()
+            if not any(v in (mode, "bridge" if mode == "default" else mode) or v in names
+                       or v in ids for v in values):
                 return False
         elif key == "volume":
             mounts = _mounts(c)

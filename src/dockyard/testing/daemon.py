@@ -58,6 +58,12 @@ class DockyardDaemon:
         self.extra_env = dict(env or {})
         self.token = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.cgroup_parent = f"/dockyard-test-{self.token}"
+        # each test daemon its own default bridge and subnet, so daemons never clash
+        self.bridge = "dyt" + secrets.token_hex(3)
+        self.bip = _free_bip()
+        # and its own pool for user networks: two daemons creating networks at the same
+        # moment would otherwise both take the first free default subnet
+        self.address_pool = f"base=10.{100 + secrets.randbelow(80)}.0.0/16,size=24"
         self.base: Path | None = None
         self.proc: subprocess.Popen | None = None
 
@@ -109,7 +115,8 @@ class DockyardDaemon:
         cmd = [sys.executable, "-m", "dockyard.daemon", "-H", self.docker_host,
                "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
                "--pidfile", str(self.pidfile), "--cgroup-parent", self.cgroup_parent,
-               "--log-level", "debug"]
+               "--log-level", "debug", "--bridge", self.bridge, "--bip", self.bip,
+               "--default-address-pool", self.address_pool]
         if self.storage_driver:
             cmd += ["--storage-driver", self.storage_driver]
         return cmd + self.extra_args
@@ -201,7 +208,7 @@ class DockyardDaemon:
         """Stop the daemon and remove all it made; safe to call twice or after a failed start."""
         errors: list[str] = []
         for step in (self.terminate, self._kill_leftovers, self._unmount_leftovers,
-                     self._remove_cgroups, self._remove_base):
+                     self._remove_network_leftovers, self._remove_cgroups, self._remove_base):
             try:
                 step()
             except Exception as exc:  # keep tearing down; report everything at the end
@@ -273,6 +280,42 @@ class DockyardDaemon:
             if subprocess.run(["umount", target], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", target], capture_output=True)
 
+    def bridges(self) -> list[str]:
+        """The bridges of this daemon's networks (from its database)."""
+        import json
+        import sqlite3
+
+        db = self.data_root / "dockyard.db"
+        if self.base is None or not db.exists():
+            return []
+        con = sqlite3.connect(db)
+        try:
+            rows = con.execute("SELECT record FROM network_networks").fetchall()
+        except sqlite3.Error:
+            rows = []
+        finally:
+            con.close()
+        out = []
+        for (record,) in rows:
+            net = json.loads(record)
+            if net.get("Driver") == "bridge":
+                out.append((net.get("Options") or {}).get("com.docker.network.bridge.name")
+                           or "br-" + net["Id"][:12])
+        return out
+
+    @property
+    def nft_table(self) -> str:
+        import re
+
+        return "dockyard_" + re.sub(r"[^A-Za-z0-9_]", "_", self.bridge)
+
+    def _remove_network_leftovers(self) -> None:
+        """The daemon keeps its bridges and firewall table when it stops (as dockerd does):
+        a test daemon's go with it."""
+        for name in {*self.bridges(), self.bridge}:
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "ip", self.nft_table], capture_output=True)
+
     def _remove_cgroups(self) -> None:
         for cg in self._cgroup_dirs():
             dirs = sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
@@ -322,6 +365,28 @@ class DockyardDaemon:
 
         kwargs.setdefault("timeout", 60)
         return docker.DockerClient(base_url=self.docker_host, **kwargs)
+
+
+def _free_bip() -> str:
+    """A gateway/prefix in 10.200-254.x.0/24 that no route of the host covers."""
+    import ipaddress
+
+    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                         text=True).stdout
+    used = []
+    for line in out.splitlines():
+        dst = line.split()[0] if line.split() else ""
+        if dst in ("default", "broadcast", "local", "unreachable") or not dst[0].isdigit():
+            dst = line.split()[1] if dst in ("broadcast", "local") and len(line.split()) > 1 else ""
+        try:
+            used.append(ipaddress.ip_network(dst, strict=False))
+        except ValueError:
+            continue
+    for _ in range(200):
+        net = ipaddress.ip_network(f"10.{secrets.randbelow(55) + 200}.{secrets.randbelow(256)}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return f"{net.network_address + 1}/24"
+    raise DockyardDaemonError("no free /24 for a test daemon's bridge")
 
 
 def _alive(pid: int) -> bool:

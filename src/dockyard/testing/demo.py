@@ -74,6 +74,7 @@ def engine_demo(work: Path) -> None:
         docker(env, "run", "-d", "--name", "web", "busybox", "sh", "-c",
                "echo serving; while true; do sleep 1; done")
         docker(env, "ps")
+        page_demo(env)
         docker(env, "stop", "-t", "1", "web")
         docker(env, "start", "web")
         docker(env, "pause", "web")
@@ -90,6 +91,25 @@ def engine_demo(work: Path) -> None:
         docker(env, "load", "-i", str(work / "web.tar"))
         docker(env, "images")
         docker(env, "run", "--rm", "web:v2")
+
+
+def page_demo(env: dict[str, str]) -> None:
+    """A page served from a container on a published port, opened from the host."""
+    import time
+    import urllib.request
+
+    docker(env, "run", "-d", "--name", "page", "-p", "127.0.0.1:8080:80", "busybox", "sh", "-c",
+           "mkdir -p /www && echo 'hello from a container' > /www/index.html && "
+           "exec httpd -f -p 80 -h /www")
+    docker(env, "port", "page")
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=2) as resp:
+                print(f"GET http://127.0.0.1:8080/ -> {resp.read().decode().strip()}")
+            break
+        except OSError:
+            time.sleep(0.1)
+    docker(env, "rm", "-f", "page")
 
 
 def main() -> int:
