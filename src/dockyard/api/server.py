@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dockyard.api.containers import ContainerRoutes
 from dockyard.api.events import EventRoutes
 from dockyard.api.images import ImageRoutes
+from dockyard.api.observe import ObserveRoutes
 from dockyard.api.system import SystemRoutes
 from dockyard.api.version import common_headers
 from dockyard.http.router import Route, Router
@@ -31,6 +32,7 @@ def route_table(engine) -> list[Route]:
         events.routes(),
         ImageRoutes(engine).routes(),
         ContainerRoutes(engine).routes(),
+        ObserveRoutes(engine).routes(),
     ]
     routes = [route for table in tables for route in table]
     seen: set[tuple[str, str]] = set()

@@ -63,6 +63,12 @@ class Engine:
         from dockyard.engine.execs import ExecService
 
         self.execs = ExecService(self.containers)
+        from dockyard.engine.archive import ArchiveService
+
+        self.archive = ArchiveService(self.containers)
+        from dockyard.engine.stats import StatsService
+
+        self.stats = StatsService(self.containers)
 
     def _image_event(self, action: str, image_id: str, name: str | None) -> None:
         attrs = {"name": name} if name else {}
