@@ -92,6 +92,7 @@ class Container:
     hosts_path: str = ""
     resolv_path: str = ""
     snapshot_key: str = ""
+    health: dict | None = None  # State.Health: engine/health.py
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -110,7 +111,11 @@ class Container:
             return f"Restarting ({s.ExitCode}) {human_duration(now - parse_rfc3339(s.FinishedAt))} ago"
         if s.Running:
             text = f"Up {human_duration(now - parse_rfc3339(s.StartedAt))}"
-            return text + " (Paused)" if s.Paused else text
+            if s.Paused:
+                return text + " (Paused)"
+            from dockyard.engine.health import status_suffix
+
+            return text + status_suffix(self.health)
         if s.Status == DEAD:
             return "Dead"
         if s.Status == REMOVING:

@@ -69,6 +69,9 @@ class Engine:
         from dockyard.engine.stats import StatsService
 
         self.stats = StatsService(self.containers)
+        from dockyard.engine.health import HealthService
+
+        self.health = HealthService(self.containers)
 
     def _image_event(self, action: str, image_id: str, name: str | None) -> None:
         attrs = {"name": name} if name else {}

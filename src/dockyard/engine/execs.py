@@ -43,6 +43,8 @@ class ExecInstance:
         self.pid = 0
         self.master: int | None = None
         self.done = asyncio.Event()
+        self.work: str | None = None  # the runtime's pid file is here while it runs
+        self.runtime_pid = 0
 
     def inspect(self) -> dict:
         return {
@@ -129,6 +131,8 @@ class ExecService:
                    "--root", os.path.join(self.containers.engine.config.exec_root, "runtime"),
                    "exec", "--process", process_file]
         console = None
+        inst.work = work
+        runtime += ["--pid-file", os.path.join(work, "pid")]
         if inst.tty:
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             path = os.path.join(work, "console.sock")
@@ -136,12 +140,13 @@ class ExecService:
             console.listen(1)
             # in the foreground: the runtime hands over the pty master, then waits for the
             # process and exits with its status
-            runtime += ["--tty", "--console-socket", path, "--pid-file", os.path.join(work, "pid")]
+            runtime += ["--tty", "--console-socket", path]
         runtime.append(inst.container.id)
         proc = await asyncio.create_subprocess_exec(
             *runtime, stdin=asyncio.subprocess.PIPE if not inst.tty else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         inst.running = True
+        inst.runtime_pid = proc.pid
         self.containers._emit(inst.container, f"exec_start: {' '.join(inst.cmd)}", execID=inst.id)
         try:
             if console is not None:
@@ -151,6 +156,7 @@ class ExecService:
                 await self._run_pipes(inst, proc, reader, writer)
         finally:
             inst.running = False
+            inst.work = None
             if console is not None:
                 console.close()
             inst.done.set()
@@ -249,6 +255,23 @@ class ExecService:
             if feeder is not None:
                 feeder.cancel()
                 await asyncio.gather(feeder, return_exceptions=True)
+
+    async def kill(self, inst: ExecInstance) -> None:
+        """SIGKILL the exec's process (a health probe past its timeout); the foreground
+        runtime then reports its exit."""
+        import signal
+
+        pid = 0
+        if inst.work is not None:
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(inst.work, "pid")) as f:
+                    pid = int(f.read())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid or inst.runtime_pid, signal.SIGKILL)
+
+    def forget(self, inst: ExecInstance) -> None:
+        """Drop a finished exec that no client will inspect (a health probe)."""
+        self._execs.pop(inst.id, None)
 
     def resize(self, inst: ExecInstance, height: int, width: int) -> None:
         if inst.master is None:
