@@ -35,11 +35,16 @@ TOP: dict[str, tuple[str, str]] = {
     "save": ("image", "cmd_save"), "load": ("image", "cmd_load"),
     "import": ("image", "cmd_import"), "history": ("image", "cmd_history"),
     "info": ("system", "cmd_info"), "version": ("system", "cmd_version"),
+    "exec": ("observe", "cmd_exec"), "attach": ("observe", "cmd_attach"),
+    "top": ("observe", "cmd_top"), "stats": ("observe", "cmd_stats"),
+    "events": ("observe", "cmd_events"), "diff": ("observe", "cmd_diff"),
+    "export": ("observe", "cmd_export"), "cp": ("cp", "cmd_cp"),
 }
 GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "container": {
         **{k: TOP[k] for k in ("run", "create", "start", "stop", "restart", "kill", "pause",
-                               "unpause", "rm", "rename", "update", "wait", "logs", "commit")},
+                               "unpause", "rm", "rename", "update", "wait", "logs", "commit",
+                               "exec", "attach", "top", "stats", "diff", "export", "cp")},
         "remove": TOP["rm"], "ls": TOP["ps"], "list": TOP["ps"], "ps": TOP["ps"],
         "inspect": ("inspect", "cmd_container_inspect"),
         "prune": ("container", "cmd_container_prune"),
@@ -51,7 +56,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "prune": ("image", "cmd_image_prune"),
     },
     "system": {
-        "info": TOP["info"], "df": ("system", "cmd_system_df"),
+        "info": TOP["info"], "df": ("system", "cmd_system_df"), "events": TOP["events"],
         "prune": ("system", "cmd_system_prune"),
     },
 }

@@ -428,9 +428,11 @@ class ContainerService(ContainerOpsMixin):
         if c.state.Paused:
             await handle.resume()
         await handle.kill(sig, all=False)
+        self._emit(c, "kill", signal=str(sig))  # as dockerd's stop: kill, die, stop
         if not await self._wait_exit(c, cond, timeout):  # a negative timeout waits for ever
             try:
                 await handle.kill(9, all=True)
+                self._emit(c, "kill", signal="9")
             except (NotFound, Conflict):
                 pass
             if not await self._wait_exit(c, cond, 30):
