@@ -47,16 +47,16 @@ class ArchiveService:
                 await asyncio.to_thread(fs.close)
 
     def _mount_stopped(self, c) -> ContainerFS:
-        from dockyard.snapshot.mounts import mount_all, unmount_all
+        from dockyard.snapshot.mounts import mount_all
 
         target = os.path.join(self.containers.exec_dir, c.id, "rootfs")
         os.makedirs(target, mode=0o711, exist_ok=True)
-        unmount_all(target)  # a leftover of a crash
+        _unmount(target)  # a leftover of a crash
         mount_all(self.containers.engine.images.snapshots.mounts(c.snapshot_key), target)
         try:
-            return ContainerFS.of_directory(target, c.id, cleanup=lambda: unmount_all(target))
+            return ContainerFS.of_directory(target, c.id, cleanup=lambda: _unmount(target))
         except BaseException:
-            unmount_all(target)
+            _unmount(target)
             raise
 
     # -- docker cp ---------------------------------------------------------------------------
@@ -137,6 +137,25 @@ def without_init_paths(found) -> list[tuple[str, str]]:
 
     return [(k, p) for k, p in kept
             if not (k == "C" and p in parents_of_dropped and not has_child(p))]
+
+
+def _unmount(target: str) -> None:
+    """Unmount the temporary root; if something still holds it (a reader that has not let
+    go yet), retry briefly, then detach it lazily rather than leave it for the next start."""
+    import time
+
+    from dockyard.errdefs import Conflict
+    from dockyard.linux.syscalls import MNT_DETACH
+    from dockyard.snapshot.mounts import unmount_all
+
+    for _ in range(20):
+        try:
+            unmount_all(target)
+            return
+        except Conflict:
+            time.sleep(0.05)
+    log.warning("%s still busy after 1 s: detaching it", target)
+    unmount_all(target, flags=MNT_DETACH)
 
 
 def _stat_only(fs: ContainerFS, path: str) -> dict:

@@ -471,7 +471,10 @@ class Monitor:
         if client.attach is None:
             if not client.waiting:
                 client.closing = True
-        elif client.attach["stdin"] and self.req.stdin_once and self.stdin is not None:
+        elif client.attach["stdin"] and self.req.stdin_once and self.stdin is not None \
+                and not self.req.tty:
+            # moby closes a container's stdin at an attach's end only without a TTY
+            # (container/stream/attach.go): a detach (ctrl-p ctrl-q) leaves the shell running
             self.stdin.close_when_flushed(self)
 
     # -- requests ------------------------------------------------------------------------------
