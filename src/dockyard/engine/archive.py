@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from dockyard.engine import archivetar
 from dockyard.engine.containerfs import ContainerFS, encode_path_stat
-from dockyard.engine.threadpipe import run_reader, run_writer
+from dockyard.engine.threadpipe import finish_in_thread, run_reader, run_writer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class ArchiveService:
             try:
                 yield fs
             finally:
-                await asyncio.to_thread(fs.close)
+                # even if the request is cancelled (client gone), the lock is held until the
+                # temporary mount is gone: a start waiting for it must not find it there
+                await finish_in_thread(fs.close)
 
     def _mount_stopped(self, c) -> ContainerFS:
         from dockyard.snapshot.mounts import mount_all

@@ -75,6 +75,21 @@ class ThreadWriter:
             self._queue.get_nowait()
 
 
+async def finish_in_thread(func: Callable[[], object]) -> object:
+    """``func()`` in a thread, awaited to its end even through cancellations (which are
+    re-raised afterwards): cleanup that must be over before a lock is released."""
+    fut = asyncio.ensure_future(asyncio.to_thread(func))
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return fut.result()
+
+
 async def run_writer(func: Callable[[ThreadWriter], None]) -> AsyncIterator[bytes]:
     """Run ``func(sink)`` in a thread and yield what it writes; its error is raised here."""
     sink = ThreadWriter(asyncio.get_running_loop())
@@ -93,8 +108,11 @@ async def run_writer(func: Callable[[ThreadWriter], None]) -> AsyncIterator[byte
             yield chunk
     finally:
         sink.abort()
-        if not task.done():
-            await asyncio.gather(task, return_exceptions=True)
+        while not task.done():  # the thread lets go of its files before we go on
+            try:
+                await asyncio.shield(task)
+            except BaseException:  # noqa: BLE001 - cancelled again: still wait for it
+                pass
 
 
 class ThreadReader:
@@ -154,5 +172,9 @@ async def run_reader(func: Callable[[ThreadReader], object], chunks: AsyncIterat
     except BaseException:
         if not task.done():
             source.abort_nowait()
-            await asyncio.gather(task, return_exceptions=True)
+        while not task.done():  # the thread stops writing before we go on
+            try:
+                await asyncio.shield(task)
+            except BaseException:  # noqa: BLE001 - cancelled again: still wait for it
+                pass
         raise
