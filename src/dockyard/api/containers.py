@@ -191,6 +191,9 @@ class ContainerRoutes:
         c = self.svc.get(req.params["id"])
         q = req.query
         stdout, stderr = _bool(q.get("stdout")), _bool(q.get("stderr"))
+        from dockyard.engine.logs import check_readable
+
+        check_readable(c)
         if not (stdout or stderr):
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
         tail_text = q.get("tail") or "all"

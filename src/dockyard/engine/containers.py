@@ -187,7 +187,9 @@ class ContainerService(ContainerOpsMixin):
         c.hostname_path = os.path.join(cdir, "hostname")
         c.hosts_path = os.path.join(cdir, "hosts")
         c.resolv_path = os.path.join(cdir, "resolv.conf")
-        c.log_path = os.path.join(cdir, f"{c.id}-json.log")
+        from dockyard.engine.logs import log_file_name
+
+        c.log_path = log_file_name(c, cdir)  # "" for the none driver, as dockerd's LogPath
         hc = c.host_config
         mode = hc.get("NetworkMode") or "default"
         files = {
@@ -329,7 +331,8 @@ class ContainerService(ContainerOpsMixin):
         log_cfg = c.host_config.get("LogConfig") or {}
         return dict(container_id=c.id, bundle=os.path.join(self.exec_dir, c.id),
                     state_dir=self._state_dir(c),
-                    rootfs_mounts=[m.to_json() for m in mounts], log_path=c.log_path,
+                    rootfs_mounts=[m.to_json() for m in mounts],
+                    log_path=c.log_path or os.devnull,
                     log_opts=dict(log_cfg.get("Config") or {}),
                     tty=bool(c.config.get("Tty")), open_stdin=bool(c.config.get("OpenStdin")),
                     stdin_once=bool(c.config.get("StdinOnce")), runtime=c.runtime,

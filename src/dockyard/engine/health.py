@@ -125,7 +125,8 @@ class HealthService:
             yield
             return
         if not restored or not c.health:
-            c.health = new_health()
+            # a start resets the status and the streak, and keeps the log (moby initHealthMonitor)
+            c.health = {**new_health(), "Log": (c.health or {}).get("Log") or []}
             self.containers.store.save(c)
         task = asyncio.get_running_loop().create_task(self._probe_loop(c, cfg))
         try:

@@ -39,10 +39,30 @@ def _render(entry: dict, timestamps: bool) -> tuple[str, bytes]:
     return entry.get("stream", "stdout"), data
 
 
+LOG_DRIVERS = ("json-file", "local", "none")
+
+
+def log_file_name(c, container_dir: str) -> str:
+    """Where the monitor writes ``c``'s log: "" for the "none" driver. "local" is kept in
+    the json-file format here (Docker's "local" is a protobuf format of its own)."""
+    kind = (c.host_config.get("LogConfig") or {}).get("Type") or "json-file"
+    return "" if kind == "none" else os.path.join(container_dir, f"{c.id}-json.log")
+
+
+def check_readable(c) -> None:
+    """dockerd's answer for a driver without reading support (501)."""
+    if not c.log_path:
+        from dockyard.http.errors import HTTPError
+
+        raise HTTPError(501, "configured logging driver does not support reading")
+
+
 async def read_logs(svc, c, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
                     tail: int | None = None, since: float | None = None,
                     until: float | None = None, timestamps: bool = False
                     ) -> AsyncIterator[tuple[str, bytes]]:
+    if not c.log_path:
+        return
     opts = parse_log_options((c.host_config.get("LogConfig") or {}).get("Config") or {})
 
     def backlog() -> tuple[list[dict], int]:

@@ -177,6 +177,16 @@ class LineSplitter:
 
 # -- the file ---------------------------------------------------------------------------------
 
+class NullLog:
+    """The "none" log driver: output goes to attached clients only."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class JSONFileWriter:
     """A container's json-file log. `write` takes raw output of one stream; `close` logs
     what is left of unfinished lines. Errors writing are reported through ``on_error`` and
