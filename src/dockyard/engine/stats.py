@@ -52,12 +52,14 @@ def parse_net_dev(text: str, skip: tuple[str, ...] = ("lo",)) -> dict:
     return out
 
 
-def _blkio_list(entries, lower: bool) -> list | None:
-    if not entries:
+def _blkio_list(entries, v2: bool) -> list | None:
+    """v1: every list present (empty when the file is), as moby's copyBlkioEntry makes them;
+    v2: only what io.stat gives, lower-case ops, null otherwise (moby statsV2)."""
+    if v2 and not entries:
         return None
     return [{"major": e.get("major", 0), "minor": e.get("minor", 0),
-             "op": e.get("op", "").lower() if lower else e.get("op", ""), "value": e.get("value", 0)}
-            for e in entries]
+             "op": e.get("op", "").lower() if v2 else e.get("op", ""), "value": e.get("value", 0)}
+            for e in entries or ()]
 
 
 _BLKIO_KEYS = (("io_service_bytes_recursive", "ioServiceBytesRecursive"),
@@ -90,19 +92,37 @@ def cpu_stats(raw: dict, *, v2: bool, system_cpu: int, online_cpus: int) -> dict
                                 "throttled_time": throttling.get("throttledTime", 0)}}
 
 
+# the memory.stat keys moby reports (containerd's MemoryStat fields), in its order
+_V1_MEMORY_KEYS = tuple(
+    f"{prefix}{k}" for prefix in ("", "total_") for k in (
+        "cache", "rss", "rss_huge", "mapped_file", "dirty", "writeback", "pgpgin", "pgpgout",
+        "pgfault", "pgmajfault", "inactive_anon", "active_anon", "inactive_file", "active_file",
+        "unevictable") + (("hierarchical_memory_limit", "hierarchical_memsw_limit") if not prefix
+                          else ()))
+_V2_MEMORY_KEYS = (
+    "anon", "file", "kernel_stack", "slab", "sock", "shmem", "file_mapped", "file_dirty",
+    "file_writeback", "anon_thp", "inactive_anon", "active_anon", "inactive_file", "active_file",
+    "unevictable", "slab_reclaimable", "slab_unreclaimable", "pgfault", "pgmajfault",
+    "workingset_refault", "workingset_activate", "workingset_nodereclaim", "pgrefill", "pgscan",
+    "pgsteal", "pgactivate", "pgdeactivate", "pglazyfree", "pglazyfreed", "thp_fault_alloc",
+    "thp_collapse_alloc")
+
+
 def memory_stats(raw: dict, *, v2: bool, host_memory: int) -> dict:
     mem = raw.get("memory") or {}
     usage = mem.get("usage") or {}
     limit = usage.get("limit", 0)
     if host_memory and (limit == 0 or limit > host_memory):
         limit = host_memory  # no limit set: the machine's memory, as dockerd reports
-    out = {"usage": usage.get("usage", 0)}
-    if not v2:
-        out["max_usage"] = usage.get("max", 0)
-    out["stats"] = mem.get("raw") or {}
-    if not v2:
-        out["failcnt"] = usage.get("failcnt", 0)
-    out["limit"] = limit
+    # every field is omitempty in moby's MemoryStats; v2 has no max_usage nor failcnt
+    out: dict = {}
+    for key, value in (("usage", usage.get("usage", 0)),
+                       ("max_usage", 0 if v2 else usage.get("max", 0)),
+                       ("stats", {k: (mem.get("raw") or {}).get(k, 0)
+                                  for k in (_V2_MEMORY_KEYS if v2 else _V1_MEMORY_KEYS)}),
+                       ("failcnt", 0 if v2 else usage.get("failcnt", 0)), ("limit", limit)):
+        if value:
+            out[key] = value
     return out
 
 

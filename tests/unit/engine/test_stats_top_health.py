@@ -67,6 +67,7 @@ def test_v2_sample_in_docker_shape(tmp_path):
         {"major": 8, "minor": 0, "op": "read", "value": 4096},
         {"major": 8, "minor": 0, "op": "write", "value": 8192}]
     assert doc["networks"]["eth0"]["rx_bytes"] == 1500
+    assert doc["blkio_stats"]["io_queue_recursive"] is None  # v2: only what io.stat has
     later = S.to_docker(mgr.stats(), v2=True, name="web", cid="c1", read_ns=1_700_000_001_000_000_000,
                         system_cpu=6_000_000, online_cpus=2, host_memory=1 << 30, networks=None,
                         previous=doc)
@@ -84,12 +85,13 @@ def test_v1_sample_keeps_percpu_and_failcnt():
     doc = S.to_docker(raw, v2=False, name="a", cid="b", read_ns=0, system_cpu=1, online_cpus=1,
                       host_memory=1 << 30, networks={})
     assert doc["cpu_stats"]["cpu_usage"]["percpu_usage"] == [10, 20]
-    assert doc["memory_stats"] == {"usage": 4096, "max_usage": 8192,
-                                   "stats": {"total_inactive_file": 1}, "failcnt": 1,
-                                   "limit": 1 << 20}
+    mem = doc["memory_stats"]
+    assert (mem["usage"], mem["max_usage"], mem["failcnt"], mem["limit"]) == (4096, 8192, 1, 1 << 20)
+    assert mem["stats"]["total_inactive_file"] == 1 and mem["stats"]["cache"] == 0
+    assert len(mem["stats"]) == 32  # moby's fixed set of memory.stat keys
     assert doc["blkio_stats"]["io_serviced_recursive"] == [
         {"major": 8, "minor": 0, "op": "Read", "value": 3}]
-    assert doc["blkio_stats"]["io_queue_recursive"] is None and doc["pids_stats"] == {"current": 2}
+    assert doc["blkio_stats"]["io_queue_recursive"] == [] and doc["pids_stats"] == {"current": 2}
 
 
 PS = """UID        PID  PPID  C STIME TTY          TIME CMD
