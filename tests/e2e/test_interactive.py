@@ -290,3 +290,35 @@ def test_healthcheck_states_events_and_ps(daemon):
         assert actions == ["health_status: unhealthy", "health_status: healthy"]
     finally:
         dk(daemon, "rm", "-f", name, check=False)
+
+
+def test_health_probes_resume_after_a_daemon_restart(tmp_path):
+    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
+    tar_path = tmp_path / "busybox.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(rootfs, arcname=".")
+    with DockyardDaemon() as d:
+        d.docker("import", "-c", 'CMD ["sh"]', str(tar_path), "busybox:latest")
+        d.docker("run", "-d", "--name", "hr", "--health-cmd", "true", "--health-interval",
+                 "200ms", "busybox", "sleep", "1000")
+
+        def health():
+            return json.loads(d.docker("inspect", "-f", "{{json .State.Health}}", "hr").stdout)
+
+        deadline = time.time() + 10
+        while health()["Status"] != "healthy" and time.time() < deadline:
+            time.sleep(0.1)
+        assert health()["Status"] == "healthy"
+        d.kill()
+        d.start()  # live restore: the container kept running, its probes start again
+        before = health()["Log"][-1]["End"]
+        deadline = time.time() + 10
+        while health()["Log"][-1]["End"] == before and time.time() < deadline:
+            time.sleep(0.1)
+        h = health()
+        assert h["Log"][-1]["End"] != before and h["Status"] == "healthy"
+        d.docker("stop", "-t", "0", "hr")
+        stopped = health()["Log"][-1]["End"]
+        time.sleep(0.6)
+        assert health()["Log"][-1]["End"] == stopped  # no probes for a stopped container
+        d.docker("rm", "hr")

@@ -191,12 +191,14 @@ class StatsService:
         """One document (thread side). NotFound when the cgroup is gone (it just exited)."""
         mgr = container_cgroup(self.containers, c)
         raw = mgr.stats()
-        try:
-            networks = parse_net_dev(_read(f"/proc/{c.state.Pid}/net/dev"))
-        except OSError:
-            networks = None
-        if (c.host_config.get("NetworkMode") or "") in ("host", "none") and not networks:
-            networks = None
+        networks = None
+        if (c.host_config.get("NetworkMode") or "") not in ("host", "none"):
+            # the container's own namespace (host mode would show the host's interfaces;
+            # dockerd reports none for host and none)
+            try:
+                networks = parse_net_dev(_read(f"/proc/{c.state.Pid}/net/dev"))
+            except OSError:
+                networks = None
         return to_docker(raw, v2=type(mgr).__name__ == "V2Manager", name=c.name, cid=c.id,
                          read_ns=time.time_ns(), system_cpu=parse_proc_stat(_read("/proc/stat")),
                          online_cpus=self._online, host_memory=self._host_memory,
