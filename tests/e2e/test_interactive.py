@@ -166,6 +166,10 @@ def test_cp_both_ways_running_and_stopped(daemon, sleeper, tmp_path):
     (src / "deep" / "file.txt").write_text("from host\n")
     dk(daemon, "cp", str(src), f"{sleeper}:/data/sub/")
     assert dk(daemon, "exec", sleeper, "cat", "/data/sub/src/deep/file.txt").stdout == "from host\n"
+    os.chown(src / "deep" / "file.txt", 123, 456)
+    dk(daemon, "cp", "-a", str(src / "deep" / "file.txt"), f"{sleeper}:/data/owned.txt")
+    assert dk(daemon, "exec", sleeper, "stat", "-c", "%u:%g", "/data/owned.txt").stdout == \
+        "123:456\n"  # no Config.User: the archive's ids, as dockerd
     dk(daemon, "cp", str(src / "deep" / "file.txt"), f"{sleeper}:/data/renamed.txt")
     assert dk(daemon, "exec", sleeper, "cat", "/data/renamed.txt").stdout == "from host\n"
     res = dk(daemon, "cp", f"{sleeper}:/nowhere", str(out), check=False)

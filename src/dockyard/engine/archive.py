@@ -85,7 +85,11 @@ class ArchiveService:
         c = self.containers.get(ref)
         readonly = bool(c.host_config.get("ReadonlyRootfs"))
         async with self._open(ref) as fs:
-            chown = await asyncio.to_thread(_user_ids, fs, c) if copy_uid_gid else None
+            # copyUIDGID with no Config.User keeps the archive's ids, as dockerd's
+            # tarCopyOptions; with one, everything belongs to that user (looked up in the
+            # container's /etc/passwd: dockerd 20.10 looks on the host and fails for uids)
+            chown = await asyncio.to_thread(_user_ids, fs, c) \
+                if copy_uid_gid and c.config.get("User") else None
             await run_reader(lambda src: archivetar.extract_to(
                 fs, path, src, chown=chown, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
                 readonly_rootfs=readonly), chunks)
