@@ -326,3 +326,15 @@ def test_health_probes_resume_after_a_daemon_restart(tmp_path):
         time.sleep(0.6)
         assert health()["Log"][-1]["End"] == stopped  # no probes for a stopped container
         d.docker("rm", "hr")
+
+
+def test_log_driver_none_keeps_nothing_and_attach_still_streams(daemon):
+    name = f"nl{os.urandom(3).hex()}"
+    try:
+        res = dk(daemon, "run", "--name", name, "--log-driver", "none", "busybox", "echo", "hi")
+        assert res.stdout == "hi\n"  # attached output does not need a log
+        assert dk(daemon, "inspect", "-f", "{{.LogPath}}", name).stdout.strip() == ""
+        res = dk(daemon, "logs", name, check=False)
+        assert res.returncode == 1 and "does not support reading" in res.stderr
+    finally:
+        dk(daemon, "rm", "-f", name, check=False)
