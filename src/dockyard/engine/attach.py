@@ -86,9 +86,38 @@ async def _pump_out(src: asyncio.StreamReader, dst) -> None:
             dst.write_eof()
 
 
+class DetachMatcher:
+    """moby's term.EscapeProxy on the daemon side: bytes pass through until the detach
+    sequence is typed; a partial match is held back (and released if it breaks off)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(bytes to pass on, whether the whole sequence was seen)."""
+        if not self.keys:
+            return data, False
+        out = bytearray()
+        for b in data:
+            if b == self.keys[len(self.held)]:
+                self.held += bytes((b,))
+                if len(self.held) == len(self.keys):
+                    self.held = b""
+                    return bytes(out), True
+                continue
+            out += self.held
+            self.held = b""
+            if b == self.keys[0]:
+                self.held = bytes((b,))
+            else:
+                out.append(b)
+        return bytes(out), False
+
+
 async def _pump_in(src, dst: asyncio.StreamWriter, keys: bytes, out_task: asyncio.Task) -> bool:
     """Client to container until EOF; True when the detach keys ended it."""
-    matched = 0
+    matcher = DetachMatcher(keys)
     while not out_task.done():
         data = await src.read(_CHUNK)
         if not data:
@@ -96,13 +125,11 @@ async def _pump_in(src, dst: asyncio.StreamWriter, keys: bytes, out_task: asynci
                 if dst.can_write_eof():
                     dst.write_eof()
             return False
-        if keys:
-            for i, b in enumerate(data):
-                matched = matched + 1 if b == keys[matched] else (1 if b == keys[0] else 0)
-                if matched == len(keys):
-                    dst.write(data[: i + 1 - len(keys)] if i + 1 >= len(keys) else b"")
-                    out_task.cancel()  # detached: the container keeps running
-                    return True
-        dst.write(data)
+        data, detached = matcher.feed(data)
+        if data:
+            dst.write(data)
+        if detached:
+            out_task.cancel()  # detached: the container keeps running
+            return True
         await dst.drain()
     return False

@@ -95,3 +95,4 @@ def test_finish_in_thread_outlasts_a_cancel():
         assert done.is_set()
 
     asyncio.run(main())
+
