@@ -211,7 +211,8 @@ def test_archive_stat_header_shape(daemon, sleeper):
 
     client = docker.APIClient(base_url=daemon.docker_host)
     try:
-        st = client.get_archive(sleeper, "/bin/sh")[1]
+        stream, st = client.get_archive(sleeper, "/bin/sh")
+        b"".join(stream)  # read to the end: the connection is released
         resp = client.head(client._url("/containers/{0}/archive", sleeper),
                            params={"path": "/etc"})
         head = json.loads(base64.b64decode(resp.headers["X-Docker-Container-Path-Stat"]))
@@ -337,4 +338,38 @@ def test_log_driver_none_keeps_nothing_and_attach_still_streams(daemon):
         res = dk(daemon, "logs", name, check=False)
         assert res.returncode == 1 and "does not support reading" in res.stderr
     finally:
+        dk(daemon, "rm", "-f", name, check=False)
+
+
+def test_api_attach_detach_keys_end_the_stream_not_the_container(daemon):
+    import docker
+
+    name = f"ad{os.urandom(3).hex()}"
+    dk(daemon, "run", "-dit", "--name", name, "busybox", "sh")
+    client = docker.APIClient(base_url=daemon.docker_host)
+    try:
+        sock = client.attach_socket(name, params={"stdin": 1, "stdout": 1, "stream": 1,
+                                                  "detachKeys": "ctrl-a,b"})
+        raw = sock._sock
+        try:
+            raw.sendall(b"echo one-$((1+1))\r")
+            got = b""
+            deadline = time.monotonic() + 10
+            while b"one-2" not in got and time.monotonic() < deadline:
+                got += raw.recv(4096)
+            raw.sendall(b"\x01")  # the first key alone is held back ...
+            time.sleep(0.2)
+            raw.sendall(b"b")  # ... and with the second one the daemon ends the stream
+            raw.settimeout(10)
+            while raw.recv(4096):
+                pass
+        finally:
+            raw.close()
+            sock.close()
+        assert dk(daemon, "inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+        actions = dk(daemon, "events", "--since", "0", "--until", str(int(time.time()) + 1),
+                     "--filter", f"container={name}", "--format", "{{.Action}}").stdout.split()
+        assert "detach" in actions
+    finally:
+        client.close()
         dk(daemon, "rm", "-f", name, check=False)

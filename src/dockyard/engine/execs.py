@@ -18,7 +18,7 @@ import socket
 import sys
 import tempfile
 
-from dockyard.errdefs import Conflict, InvalidArgument, NotFound
+from dockyard.errdefs import Conflict, DockyardError, InvalidArgument, NotFound
 
 _CHUNK = 64 * 1024
 
@@ -142,9 +142,7 @@ class ExecService:
             # process and exits with its status
             runtime += ["--tty", "--console-socket", path]
         runtime.append(inst.container.id)
-        proc = await asyncio.create_subprocess_exec(
-            *runtime, stdin=asyncio.subprocess.PIPE if not inst.tty else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await _start_runtime(self.containers.monitors, runtime, inst.tty)
         inst.running = True
         inst.runtime_pid = proc.pid
         self.containers._emit(inst.container, f"exec_start: {' '.join(inst.cmd)}", execID=inst.id)
@@ -282,3 +280,60 @@ class ExecService:
 
         fcntl.ioctl(inst.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
+
+
+class _FactoryProcess:
+    """A runtime run by the monitor factory, with asyncio streams on its pipes (the shape of
+    asyncio.subprocess.Process that `ExecService` uses)."""
+
+    def __init__(self, run, stdin, stdout, stderr) -> None:
+        self._run = run
+        self.pid = run.pid
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+
+    async def wait(self) -> int:
+        return await self._run.wait()
+
+
+async def _start_runtime(monitors, argv: list[str], tty: bool):
+    """``argv`` (``python -m dockyard.runtime.cli ...``) forked from the warm monitor factory
+    (~25 ms less than a fresh interpreter), or as a fresh process if the factory cannot."""
+    loop = asyncio.get_running_loop()
+    mine: list[int] = []  # our ends
+    theirs: list[int] = []  # the runtime's ends, closed here once sent
+    try:
+        if tty:
+            theirs.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        else:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            theirs.append(r)
+            mine.append(w)
+        for _ in range(2):
+            r, w = os.pipe2(os.O_CLOEXEC)
+            mine.append(r)
+            theirs.append(w)
+        run = await monitors.run_runtime(argv[3:], tuple(theirs))
+    except DockyardError:
+        for fd in mine + theirs:
+            os.close(fd)
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL if tty else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    except BaseException:
+        for fd in mine + theirs:
+            os.close(fd)
+        raise
+    for fd in theirs:
+        os.close(fd)
+    stdin = None
+    if not tty:
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(mine.pop(0), "wb", 0))
+        stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+    readers = []
+    for fd in mine:
+        reader = asyncio.StreamReader(limit=_CHUNK)
+        await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r),
+                                     os.fdopen(fd, "rb", 0))
+        readers.append(reader)
+    return _FactoryProcess(run, stdin, readers[0], readers[1])
