@@ -373,3 +373,24 @@ def test_api_attach_detach_keys_end_the_stream_not_the_container(daemon):
     finally:
         client.close()
         dk(daemon, "rm", "-f", name, check=False)
+
+
+def test_a_client_gone_mid_copy_ends_only_its_stream(daemon):
+    import docker
+
+    name = f"gone{os.urandom(3).hex()}"
+    dk(daemon, "create", "--name", name, "busybox", "sleep", "1000")
+    client = docker.APIClient(base_url=daemon.docker_host)
+    try:
+        resp = client.get(client._url("/containers/{0}/archive", name), params={"path": "/"},
+                          stream=True)
+        assert resp.status_code == 200
+        next(resp.iter_content(65536))  # a piece of the stopped container's tar, then hang up
+        resp.close()
+        # the temporary mount and the container's lock are released: it starts normally
+        dk(daemon, "start", name)
+        assert dk(daemon, "exec", name, "echo", "ok").stdout == "ok\n"
+        assert client.version()["ApiVersion"]  # the daemon serves on
+    finally:
+        client.close()
+        dk(daemon, "rm", "-f", name, check=False)
