@@ -394,3 +394,20 @@ def test_a_client_gone_mid_copy_ends_only_its_stream(daemon):
     finally:
         client.close()
         dk(daemon, "rm", "-f", name, check=False)
+
+
+def test_logs_follow_reads_to_the_end_of_a_removed_container(daemon):
+    """The SDK's containers.run pattern: logs (follow) requested at start, read after wait and
+    remove (the race itself is pinned down in tests/unit/engine/test_logs_follow.py)."""
+    import docker
+
+    client = docker.APIClient(base_url=daemon.docker_host)
+    try:
+        cid = client.create_container("busybox", ["sh", "-c", "sleep 0.3; echo late"])["Id"]
+        client.start(cid)
+        stream = client.logs(cid, stdout=True, stderr=True, stream=True, follow=True)
+        assert client.wait(cid)["StatusCode"] == 0
+        client.remove_container(cid)
+        assert b"".join(stream) == b"late\n"
+    finally:
+        client.close()
