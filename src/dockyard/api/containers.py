@@ -174,6 +174,10 @@ class ContainerRoutes:
             from dockyard.engine.logs import read_logs
             from dockyard.http.mux import encode_frame
 
+            # docker-py reads the 101 through a buffered reader, then takes the raw socket:
+            # bytes that arrive together with the head are lost to it. Let it read the head.
+            await asyncio.sleep(0.02)
+
             async for kind, data in read_logs(self.svc, c, stdout=stdout, stderr=stderr):
                 writer.write(data if tty else encode_frame(1 if kind == "stdout" else 2, data))
                 await writer.drain()
