@@ -17,10 +17,12 @@ import secrets
 import socket
 import sys
 import tempfile
+import time
 
 from dockyard.errdefs import Conflict, DockyardError, InvalidArgument, NotFound
 
 _CHUNK = 64 * 1024
+EXEC_TTL = 300.0  # seconds an ended exec stays inspectable (moby: 5 minutes)
 
 
 class ExecInstance:
@@ -43,6 +45,7 @@ class ExecInstance:
         self.pid = 0
         self.master: int | None = None
         self.done = asyncio.Event()
+        self.finished_at: float | None = None
         self.work: str | None = None  # the runtime's pid file is here while it runs
         self.runtime_pid = 0
 
@@ -79,6 +82,7 @@ class ExecService:
             raise InvalidArgument("No exec command specified")
         if c.runtime != "dockyard":
             raise InvalidArgument("exec is supported for containers of the dockyard runtime only")
+        self._collect()
         inst = ExecInstance(secrets.token_hex(32), c, body)
         self._execs[inst.id] = inst
         self.containers._emit(c, f"exec_create: {' '.join(inst.cmd)}", execID=inst.id)
@@ -158,6 +162,7 @@ class ExecService:
             if console is not None:
                 console.close()
             inst.done.set()
+            inst.finished_at = time.monotonic()
             self.containers._emit(inst.container, "exec_die", execID=inst.id,
                                   exitCode=str(inst.exit_code))
 
@@ -266,6 +271,21 @@ class ExecService:
                     pid = int(f.read())
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid or inst.runtime_pid, signal.SIGKILL)
+
+    def _collect(self) -> None:
+        """Drop execs that ended more than EXEC_TTL ago, or whose container is gone (moby's
+        execCommandGC), so that a long-lived daemon does not keep every exec ever made."""
+        now = time.monotonic()
+        known = self.containers._containers
+        for exec_id, inst in list(self._execs.items()):
+            if inst.container.id not in known or (
+                    inst.finished_at is not None and now - inst.finished_at > EXEC_TTL):
+                del self._execs[exec_id]
+
+    def ids(self, container_id: str) -> list[str] | None:
+        """Container inspect's ExecIDs: the container's execs still kept (None if none)."""
+        found = [i.id for i in self._execs.values() if i.container.id == container_id]
+        return found or None
 
     def forget(self, inst: ExecInstance) -> None:
         """Drop a finished exec that no client will inspect (a health probe)."""
