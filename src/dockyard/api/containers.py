@@ -175,6 +175,10 @@ class ContainerRoutes:
             from dockyard.engine.logs import read_logs
             from dockyard.http.mux import encode_frame
 
+            # docker-py reads the 101 through a buffered reader, then takes the raw socket:
+            # bytes that arrive together with the head are lost to it. Let it read the head.
+            await asyncio.sleep(0.02)
+
             async for kind, data in read_logs(self.svc, c, stdout=stdout, stderr=stderr):
                 writer.write(data if tty else encode_frame(1 if kind == "stdout" else 2, data))
                 await writer.drain()
@@ -192,6 +196,7 @@ class ContainerRoutes:
         c = self.svc.get(req.params["id"])
         q = req.query
         stdout, stderr = _bool(q.get("stdout")), _bool(q.get("stderr"))
+        check_readable(c)  # a driver without a file fails before the head (501)
         if not (stdout or stderr):
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
         tail_text = q.get("tail") or "all"
@@ -199,7 +204,6 @@ class ContainerRoutes:
         since, until = parse_timestamp(q.get("since")), parse_timestamp(q.get("until"))
         tty = bool(c.config.get("Tty"))
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
-        check_readable(c)  # a driver without a file fails before the head (501)
         stream = await req.stream(200, ctype)
         async for kind, data in read_logs(
                 self.svc, c, stdout=stdout, stderr=stderr, follow=_bool(q.get("follow")),

@@ -19,6 +19,7 @@ from dockyard.api.distribution import DistributionRoutes
 from dockyard.api.events import EventRoutes
 from dockyard.api.images import ImageRoutes
 from dockyard.api.networks import NetworkRoutes
+from dockyard.api.observe import ObserveRoutes
 from dockyard.api.system import SystemRoutes
 from dockyard.api.version import common_headers
 from dockyard.api.volumes import VolumeRoutes
@@ -37,6 +38,7 @@ def route_table(engine) -> list[Route]:
         ContainerRoutes(engine).routes(),
         VolumeRoutes(engine).routes(),
         NetworkRoutes(engine).routes(),
+        ObserveRoutes(engine).routes(),
     ]
     routes = [route for table in tables for route in table]
     seen: set[tuple[str, str]] = set()

@@ -38,11 +38,16 @@ TOP: dict[str, tuple[str, str]] = {
     "pull": ("registry", "cmd_pull"), "push": ("registry", "cmd_push"),
     "login": ("registry", "cmd_login"), "logout": ("registry", "cmd_logout"),
     "port": ("network", "cmd_port"),
+    "exec": ("observe", "cmd_exec"), "attach": ("observe", "cmd_attach"),
+    "top": ("observe", "cmd_top"), "stats": ("observe", "cmd_stats"),
+    "events": ("observe", "cmd_events"), "diff": ("observe", "cmd_diff"),
+    "export": ("observe", "cmd_export"), "cp": ("cp", "cmd_cp"),
 }
 GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "container": {
         **{k: TOP[k] for k in ("run", "create", "start", "stop", "restart", "kill", "pause",
-                               "unpause", "rm", "rename", "update", "wait", "logs", "commit")},
+                               "unpause", "rm", "rename", "update", "wait", "logs", "commit",
+                               "exec", "attach", "top", "stats", "diff", "export", "cp")},
         "remove": TOP["rm"], "ls": TOP["ps"], "list": TOP["ps"], "ps": TOP["ps"],
         "inspect": ("inspect", "cmd_container_inspect"),
         "prune": ("container", "cmd_container_prune"),
@@ -62,7 +67,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "disconnect": ("network", "cmd_network_disconnect"),
     },
     "system": {
-        "info": TOP["info"], "df": ("system", "cmd_system_df"),
+        "info": TOP["info"], "df": ("system", "cmd_system_df"), "events": TOP["events"],
         "prune": ("system", "cmd_system_prune"),
     },
     "volume": {

@@ -54,12 +54,16 @@ async def relay(svc, c, reader, writer, *, stdin: bool, stdout: bool, stderr: bo
         if connected is not None:
             connected.set()
     keys = parse_detach_keys(detach_keys) if c.config.get("Tty") else b""
+    svc._emit(c, "attach")
     out = asyncio.create_task(_pump_out(m_reader, writer))
     inp = asyncio.create_task(_pump_in(reader, m_writer, keys, out)) if stdin else None
     try:
         # the output ends with the container (or is cancelled by the detach keys); the input
         # side lives only as long as the output does
         await asyncio.wait({out})
+        if inp is not None and inp.done() and not inp.cancelled() and inp.exception() is None \
+                and inp.result():
+            svc._emit(c, "detach")
     finally:
         for task in (out, inp):
             if task is not None and not task.done():
@@ -82,21 +86,50 @@ async def _pump_out(src: asyncio.StreamReader, dst) -> None:
             dst.write_eof()
 
 
-async def _pump_in(src, dst: asyncio.StreamWriter, keys: bytes, out_task: asyncio.Task) -> None:
-    matched = 0
+class DetachMatcher:
+    """moby's term.EscapeProxy on the daemon side: bytes pass through until the detach
+    sequence is typed; a partial match is held back (and released if it breaks off)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(bytes to pass on, whether the whole sequence was seen)."""
+        if not self.keys:
+            return data, False
+        out = bytearray()
+        for b in data:
+            if b == self.keys[len(self.held)]:
+                self.held += bytes((b,))
+                if len(self.held) == len(self.keys):
+                    self.held = b""
+                    return bytes(out), True
+                continue
+            out += self.held
+            self.held = b""
+            if b == self.keys[0]:
+                self.held = bytes((b,))
+            else:
+                out.append(b)
+        return bytes(out), False
+
+
+async def _pump_in(src, dst: asyncio.StreamWriter, keys: bytes, out_task: asyncio.Task) -> bool:
+    """Client to container until EOF; True when the detach keys ended it."""
+    matcher = DetachMatcher(keys)
     while not out_task.done():
         data = await src.read(_CHUNK)
         if not data:
             with contextlib.suppress(Exception):
                 if dst.can_write_eof():
                     dst.write_eof()
-            return
-        if keys:
-            for i, b in enumerate(data):
-                matched = matched + 1 if b == keys[matched] else (1 if b == keys[0] else 0)
-                if matched == len(keys):
-                    dst.write(data[: i + 1 - len(keys)] if i + 1 >= len(keys) else b"")
-                    out_task.cancel()  # detached: the container keeps running
-                    return
-        dst.write(data)
+            return False
+        data, detached = matcher.feed(data)
+        if data:
+            dst.write(data)
+        if detached:
+            out_task.cancel()  # detached: the container keeps running
+            return True
         await dst.drain()
+    return False

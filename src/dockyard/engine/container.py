@@ -95,6 +95,7 @@ class Container:
     # Docker's MountPoints, resolved at create (specmounts.MountPoint records); None for a
     # record written before volumes existed (its Binds and Mounts are parsed at start)
     mount_points: list[dict] | None = None
+    health: dict | None = None  # State.Health: engine/health.py
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -113,7 +114,11 @@ class Container:
             return f"Restarting ({s.ExitCode}) {human_duration(now - parse_rfc3339(s.FinishedAt))} ago"
         if s.Running:
             text = f"Up {human_duration(now - parse_rfc3339(s.StartedAt))}"
-            return text + " (Paused)" if s.Paused else text
+            if s.Paused:
+                return text + " (Paused)"
+            from dockyard.engine.health import status_suffix
+
+            return text + status_suffix(self.health)
         if s.Status == DEAD:
             return "Dead"
         if s.Status == REMOVING:

@@ -391,9 +391,11 @@ class ContainerService(ContainerOpsMixin):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _watch(self, c: Container, handle) -> None:
-        """Wait for the container's exit; record it; apply the restart policy."""
-        status = await handle.wait()
+    async def _watch(self, c: Container, handle, restored: bool = False) -> None:
+        """Wait for the container's exit (health probes run meanwhile); record it; apply
+        the restart policy."""
+        async with self.engine.health.watching(c, restored=restored):
+            status = await handle.wait()
         self._handles.pop(c.id, None)
         await self._exited(c, status.exit_code, status.oom_killed, status.finished_at)
 
@@ -473,9 +475,11 @@ class ContainerService(ContainerOpsMixin):
         if c.state.Paused:
             await handle.resume()
         await handle.kill(sig, all=False)
+        self._emit(c, "kill", signal=str(sig))  # as dockerd's stop: kill, die, stop
         if not await self._wait_exit(c, cond, timeout):  # a negative timeout waits for ever
             try:
                 await handle.kill(9, all=True)
+                self._emit(c, "kill", signal="9")
             except (NotFound, Conflict):
                 pass
             if not await self._wait_exit(c, cond, 30):
@@ -669,7 +673,7 @@ class ContainerService(ContainerOpsMixin):
                 if c.state.Restarting:
                     c.state.set_running(handle.pid)
                     self.store.save(c)
-                self._spawn_task(self._watch(c, handle))
+                self._spawn_task(self._watch(c, handle, restored=True))
                 continue
             status = await handle.wait() if handle is not None else None
             if status is None or status.error:

@@ -81,6 +81,15 @@ class Engine:
 
         self.distribution = Distribution(self, insecure=config.insecure_registries,
                                          mirrors=config.registry_mirrors)
+        from dockyard.engine.archive import ArchiveService
+
+        self.archive = ArchiveService(self.containers)
+        from dockyard.engine.stats import StatsService
+
+        self.stats = StatsService(self.containers)
+        from dockyard.engine.health import HealthService
+
+        self.health = HealthService(self.containers)
 
     def _image_event(self, action: str, image_id: str, name: str | None) -> None:
         attrs = {"name": name} if name else {}

@@ -8,6 +8,7 @@ Owns the reading side only; the monitor writes the log (engine/monitor/jsonlog.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import deque
 from collections.abc import AsyncIterator
@@ -55,48 +56,83 @@ async def read_logs(svc, c, *, stdout: bool = True, stderr: bool = True, follow:
                     tail: int | None = None, since: float | None = None,
                     until: float | None = None, timestamps: bool = False, details: bool = False
                     ) -> AsyncIterator[tuple[str, bytes]]:
+    if not c.log_path or not readable(c):
+        return
     opts = parse_log_options(logdrivers.reading_options(c.host_config.get("LogConfig")))
 
-    def backlog() -> tuple[list[dict], int]:
-        size = os.path.getsize(c.log_path) if os.path.exists(c.log_path) else 0
+    def backlog() -> tuple[list[dict], int, int | None]:
+        # the follower's descriptor is opened first: a log removed (docker rm) or rotated
+        # while the backlog is read is still read to its end through it
+        fd = _open(c.log_path) if follow and until is None else None
+        size = os.fstat(fd).st_size if fd is not None else (
+            os.path.getsize(c.log_path) if os.path.exists(c.log_path) else 0)
         if tail == 0:
-            return [], size
+            return [], size, fd
         keep: deque | list = deque(maxlen=tail) if tail and tail > 0 else []
         for entry in read_entries(c.log_path, opts.max_file):
             if _select(entry, stdout, stderr, since, until):
                 keep.append(entry)
-        return list(keep), size
+        return list(keep), size, fd
 
-    entries, offset = await asyncio.to_thread(backlog)
-    for entry in entries:
-        yield _render(entry, timestamps, details)
-    if not follow or (until is not None):
-        return
-    async for entry in _follow(svc, c, offset):
-        if _select(entry, stdout, stderr, since, until):
+    entries, offset, fd = await asyncio.to_thread(backlog)
+    try:
+        for entry in entries:
             yield _render(entry, timestamps, details)
-
-
-async def _follow(svc, c, offset: int) -> AsyncIterator[dict]:
-    """Entries appended after ``offset`` until the container is no longer running."""
-    ino = _inode(c.log_path)
-    buf = b""
-    while True:
-        running = c.state.Running and c.id in svc._containers
-        now_ino = _inode(c.log_path)
-        if now_ino != ino:  # rotated: the rest of the old file was read; start the new one
-            ino, offset, buf = now_ino, 0, b""
-        chunk = await asyncio.to_thread(_read_from, c.log_path, offset)
-        offset += len(chunk)
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield jsonfast.loads(line)
-        if not running and not chunk:
+        if not follow or (until is not None):
             return
-        if not chunk:
+        async with contextlib.aclosing(_follow(svc, c, offset, fd)) as followed:
+            async for entry in followed:
+                if _select(entry, stdout, stderr, since, until):
+                    yield _render(entry, timestamps, details)
+    finally:
+        if fd is not None:
+            os.close(fd)
+            fd = None
+
+
+async def _follow(svc, c, offset: int, fd: int | None) -> AsyncIterator[dict]:
+    """Entries appended after ``offset`` until the container is no longer running. The file
+    is read through ``fd`` (kept open: a removed log is still read to its end); when the
+    monitor rotates it, the old file is finished and the new one followed from its start."""
+    own = fd is None
+    buf = b""
+    try:
+        while True:
+            running = c.state.Running and c.id in svc._containers
+            if fd is None:
+                fd = _open(c.log_path)
+                offset, own = 0, True
+            chunk = await asyncio.to_thread(_pread, fd, offset) if fd is not None else b""
+            offset += len(chunk)
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield jsonfast.loads(line)
+            if chunk:
+                continue
+            if fd is not None and _inode(c.log_path) not in (None, os.fstat(fd).st_ino):
+                if own:  # rotated, and the old file is read to its end: take the new one
+                    os.close(fd)
+                fd, buf, own = None, b"", True
+                continue
+            if not running:
+                return
             await asyncio.sleep(FOLLOW_POLL)
+    finally:
+        if own and fd is not None:
+            os.close(fd)
+
+
+def _open(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+
+
+def _pread(fd: int, offset: int) -> bytes:
+    return os.pread(fd, 1 << 20, offset)
 
 
 def _inode(path: str) -> int | None:
@@ -105,11 +141,3 @@ def _inode(path: str) -> int | None:
     except FileNotFoundError:
         return None
 
-
-def _read_from(path: str, offset: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(1 << 20)
-    except FileNotFoundError:
-        return b""

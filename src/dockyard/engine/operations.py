@@ -44,3 +44,4 @@ class ContainerOpsMixin:
         if handle is None or not c.state.Running:
             raise Conflict(f"Container {c.id} is not running")
         await handle.resize(height, width)
+        self._emit(c, "resize", height=str(height), width=str(width))

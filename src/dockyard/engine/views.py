@@ -56,11 +56,12 @@ def inspect(c: Container, engine) -> dict:
     graph = {"Name": c.driver, "Data": None}
     return {
         "Id": c.id, "Created": c.created, "Path": c.path, "Args": c.args,
-        "State": {**vars(c.state), "Health": None} if c.config.get("Healthcheck") else dict(vars(c.state)),
+        "State": {**vars(c.state), "Health": c.health} if c.health else dict(vars(c.state)),
         "Image": c.image_id, "ResolvConfPath": c.resolv_path, "HostnamePath": c.hostname_path,
         "HostsPath": c.hosts_path, "LogPath": c.log_path if c.log_path.endswith("-json.log") else "", "Name": "/" + c.name,
         "RestartCount": c.restart_count, "Driver": c.driver, "Platform": "linux",
-        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "ExecIDs": engine.execs.ids(c.id) if engine is not None else None,
         "HostConfig": c.host_config, "GraphDriver": graph, "Mounts": _mounts(c),
         "Config": c.config,
         "NetworkSettings": engine.networks.settings(c),
@@ -131,11 +132,12 @@ def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
             if not any(_port_key(v) in published for v in values):
                 return False
         elif key == "health":
-            # no health checks run yet (issue 5): every container's health is "none"
+            from dockyard.engine.health import filter_status
+
             for v in values:
                 if v not in ("starting", "healthy", "unhealthy", "none"):
                     raise InvalidArgument(f"Unrecognised filter value for health: {v}")
-            if "none" not in values:
+            if filter_status(c) not in values:
                 return False
         else:
             raise InvalidArgument(f"invalid filter '{key}'")

@@ -23,6 +23,8 @@ from dockyard.spec.runtime import Hooks, Process, Spec, load_spec
 _SIGKILL = 9
 
 
+SECCOMP_CACHE = "seccomp.bpf.json"  # the compiled filter, for execs (runtime/seccomp.py)
+
 class InitError(DockyardError):
     """The container's init reported a failure (its message says which).
 
@@ -169,7 +171,9 @@ class Runtime(ControlMixin):
         pid = 0
         try:
             cdir.lock()
-            seccomp = self._compile_seccomp(spec)
+            seccomp = self._compile_seccomp(
+                spec, os.path.join(cdir.path, SECCOMP_CACHE),
+                ((spec.to_json().get("linux") or {}).get("seccomp")))
             cg = self._cgroup(spec, container_id)
             cg.create()
             self._apply_resources(cg, spec)
@@ -227,12 +231,25 @@ class Runtime(ControlMixin):
 
         return connect_listener(spec.linux.seccomp.listener_path)
 
-    def _compile_seccomp(self, spec: Spec):
+    def _compile_seccomp(self, spec: Spec, cache: str | None = None, seccomp_json=None):
+        """The container's filter; with ``cache`` (a file in its state directory), kept there
+        at create and loaded from there by each exec (same config, same program)."""
         if spec.linux is None or spec.linux.seccomp is None:
             return None
-        from dockyard.runtime.seccomp import compile_seccomp
+        from dockyard.runtime import seccomp as sc
 
-        return compile_seccomp(spec.linux.seccomp)
+        key = sc.filter_key(seccomp_json) if cache and seccomp_json is not None else None
+        if key is not None:
+            flt = sc.load_filter(cache, key)
+            if flt is not None:
+                return flt
+        flt = sc.compile_seccomp(spec.linux.seccomp)
+        if key is not None:
+            try:
+                sc.save_filter(cache, key, flt)
+            except OSError:
+                pass  # only an optimisation for later execs
+        return flt
 
     def _apply_resources(self, cg, spec: Spec) -> None:
         from dockyard.spec.runtime import LinuxResources
@@ -496,7 +513,9 @@ class Runtime(ControlMixin):
             for ns in sorted(spec.linux.namespaces if spec.linux else (),
                              key=lambda n: plan._JOIN_ORDER.index(n.type))
         )
-        seccomp = self._compile_seccomp(spec)
+        seccomp = self._compile_seccomp(
+            spec, os.path.join(state["state_dir"], SECCOMP_CACHE) if state.get("state_dir") else None,
+            ((state["spec"].get("linux") or {}).get("seccomp")))
         forwarder = None if detach else fg.Forwarder().install()
         cfg = InitConfig(spec=spec, process=process, rootfs=state["rootfs"],
                          container_id=container_id, cgroup=self._cgroup(spec, container_id),

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import socket
 import sys
 
 from dockyard.engine.monitor import protocol as P
 from dockyard.engine.monitor.protocol import ExitStatus, SpawnRequest, StartKind, Status
-from dockyard.errdefs import Conflict, DockyardError, System
+from dockyard.errdefs import Conflict, DockyardError, InvalidArgument, System
 
 SPAWN_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 30.0  # pause waits for the freezer, kill for the runtime
@@ -95,6 +96,44 @@ def read_exit(state_dir: str) -> ExitStatus | None:
     except FileNotFoundError:
         return None
     return ExitStatus.from_json(P.parse_message(data))
+
+
+def _connectable(path: str) -> str:
+    """``path``, or a /proc/self/fd alias of it when too long for sun_path (kept open by a
+    module-level cache of directory descriptors, one per directory)."""
+    if len(os.fsencode(path)) < 108:
+        return path
+    d = os.path.dirname(path)
+    fd = _DIR_FDS.get(d)
+    if fd is None:
+        fd = _DIR_FDS[d] = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{os.path.basename(path)}"
+
+
+_DIR_FDS: dict[str, int] = {}
+
+
+class RuntimeRun:
+    """A runtime command run by the factory: its pid, and its exit status when it ends."""
+
+    def __init__(self, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.pid = pid
+        self._reader, self._writer = reader, writer
+        self.returncode: int | None = None
+
+    async def wait(self) -> int:
+        if self.returncode is None:
+            try:
+                reply = await _read_message(self._reader)
+                self.returncode = int(reply.get("exit", 255))
+            except (*_GONE, ValueError, InvalidArgument):
+                self.returncode = 255  # it died without a word (killed)
+            finally:
+                await _close(self._writer)
+        return self.returncode
+
+    async def close(self) -> None:
+        await _close(self._writer)
 
 
 class MonitorHandle:
@@ -265,6 +304,34 @@ class MonitorClient:
             except _GONE as exc:
                 raise System(f"the monitor factory does not answer on {self.factory_socket}: "
                              f"{exc}") from None
+
+    async def run_runtime(self, argv: list[str], fds: tuple[int, int, int]) -> "RuntimeRun":
+        """``dockyard-runtime argv`` forked from the warm factory with ``fds`` as its stdin,
+        stdout and stderr (the caller keeps and closes its copies). Raises InvalidArgument
+        if the factory does not know the operation (an older one): use a fresh process then."""
+        await self._factory_connection_ready()
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, _connectable(self.factory_socket))
+            socket.send_fds(sock, [P.encode({"op": "runtime", "argv": list(argv)})], list(fds))
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=P.MAX_LINE)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                first = P.raise_for(await _read_message(reader))
+        except BaseException:
+            await _close(writer)
+            raise
+        return RuntimeRun(int(first["pid"]), reader, writer)
+
+    async def _factory_connection_ready(self) -> None:
+        """Start the factory if it is not there (a connection proves it listens)."""
+        _reader, writer = await self._factory_connection()
+        await _close(writer)
 
     async def _start_factory(self) -> None:
         os.makedirs(self.exec_root, 0o711, exist_ok=True)

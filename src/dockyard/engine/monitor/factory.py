@@ -9,8 +9,9 @@ stderr), takes ``<exec-root>/monitor-factory.lock`` (a second factory for the sa
 exits 0 at once, leaving the first), preloads everything a monitor runs, freezes the garbage
 collector's view of it, and serves ``<exec-root>/monitor-factory.sock``.
 
-A request is one JSON line: ``{"op": "spawn", "request": SpawnRequest}``, ``{"op": "ping"}``
-or ``{"op": "exit"}``. The factory forks as soon as it accepts a connection, and the child
+A request is one JSON line: ``{"op": "spawn", "request": SpawnRequest}``, ``{"op": "ping"}``,
+``{"op": "exit"}``, or ``{"op": "runtime", "argv": [...]}`` with three descriptors (see
+`Factory.runtime`). The factory forks as soon as it accepts a connection, and the child
 (the "middle") reads and answers the request; for a spawn the middle forks the monitor and
 exits, so the monitor is re-parented away at once (the factory never waits on containers). The
 monitor inherits the connection, writes ``{"monitor_pid": N}`` on it and later ``{"event":
@@ -63,7 +64,10 @@ def preload() -> None:
         import dockyard.runtime.cgroups  # noqa: F401
         import dockyard.runtime.cgroups.v1  # noqa: F401
         import dockyard.runtime.cgroups.v2  # noqa: F401
+        import dockyard.runtime.cli  # noqa: F401  (execs run through the "runtime" op)
+        import dockyard.runtime.commands  # noqa: F401
         import dockyard.runtime.container  # noqa: F401
+        import dockyard.runtime.foreground  # noqa: F401
         import dockyard.snapshot.mounts  # noqa: F401
         try:  # Docker's default profile: every container loads a filter
             import dockyard.runtime.seccomp  # noqa: F401
@@ -242,9 +246,12 @@ class Factory:
     def handle(self, conn: socket.socket) -> int:
         P = self.P
         conn.settimeout(ACCEPT_TIMEOUT)
+        fds: list[int] = []
         try:
-            msg = _read_message(conn, P)
+            msg = _read_message(conn, P, fds)
             op = msg.get("op")
+            if op == "runtime":
+                return self.runtime(msg, fds, conn)
             if op == "spawn":
                 return self.spawn(P.SpawnRequest.from_json(msg.get("request")), conn)
             if op == "ping":
@@ -261,6 +268,41 @@ class Factory:
                 pass
             return 1
 
+    def runtime(self, msg: dict, fds: list[int], conn: socket.socket) -> int:
+        """``{"op": "runtime", "argv": [...]}`` with the stdin, stdout and stderr to use
+        (SCM_RIGHTS): run ``dockyard-runtime argv`` (an exec) in a grandchild, warm, instead of
+        a fresh interpreter (~25 ms less per `docker exec`). The grandchild writes
+        ``{"pid": N}`` on the connection, then ``{"exit": status}`` when the runtime is done."""
+        argv = msg.get("argv")
+        if len(fds) != 3 or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise InvalidArgument("runtime: argv (strings) and three file descriptors expected")
+        if os.fork():
+            return 0  # the middle exits; the runtime is re-parented like a monitor
+        code = 255
+        try:
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            for fd in fds:
+                if fd > 2:
+                    os.close(fd)
+            conn.settimeout(None)
+            conn.sendall(self.P.encode({"pid": os.getpid()}))
+            from dockyard.runtime import cli
+
+            code = cli.main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:
+            _log(f"runtime {argv[:1]}: {exc!r}")
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                conn.sendall(self.P.encode({"exit": code}))
+            except BaseException:  # noqa: BLE001 - the daemon sees the connection close
+                pass
+            os._exit(code)
+
     def spawn(self, req, conn: socket.socket) -> int:
         if os.fork():
             return 0  # the middle exits: the monitor is re-parented to init (or a subreaper)
@@ -275,10 +317,17 @@ class Factory:
             os._exit(code)
 
 
-def _read_message(conn: socket.socket, P) -> dict:
+def _read_message(conn: socket.socket, P, fds: list[int] | None = None) -> dict:
     decoder = P.LineDecoder()
     while True:
-        data = conn.recv(4096)  # its buffer is heap the monitor inherits: keep it small
+        # its buffer is heap the monitor inherits: keep it small; descriptors sent with the
+        # request (the runtime op) come with its first bytes
+        data, got, _flags, _addr = socket.recv_fds(conn, 4096, 3)
+        if fds is not None:
+            fds.extend(got)
+        else:
+            for fd in got:
+                os.close(fd)
         if not data:
             raise InvalidArgument("connection closed before a complete request")
         msg = decoder.next(data)

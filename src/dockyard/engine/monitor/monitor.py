@@ -38,6 +38,7 @@ from dockyard.spec import jsonfast
 log = logging.getLogger(__name__)
 
 READ_SIZE = 32768  # container output; each buffer is heap that stays dirty in the monitor
+BATCH_READS = 8  # reads of a pty master per readiness (each returns at most ~4 KiB)
 CONTROL_READ_SIZE = 4096
 MAX_EVENTS = 64  # epoll.poll's default allocates room for 1023 events on every call
 HIGH_WATER = 1 << 20  # bytes queued for one attach client before the output is held back
@@ -77,15 +78,26 @@ class Output(Endpoint):
         return 0 if mon.held_back() else _READ
 
     def ready(self, mon: "Monitor", mask: int) -> None:
-        try:
-            data = os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO from a pty master: every slave end is closed
-            data = b""
-        if data:
-            mon.on_output(self, data)
-        else:
+        # a pty master gives at most a few KiB per read: take what is there now (up to
+        # BATCH_READS reads) so that the log and the clients get fewer, larger pieces
+        parts = []
+        eof = False
+        for _ in range(BATCH_READS):
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:  # EIO from a pty master: every slave end is closed
+                data = b""
+            if not data:
+                eof = True
+                break
+            parts.append(data)
+            if len(data) == READ_SIZE:
+                break  # a pipe with more: the next loop turn reads on
+        if parts:
+            mon.on_output(self, parts[0] if len(parts) == 1 else b"".join(parts))
+        if eof:
             mon.drop(self)
 
 
@@ -465,7 +477,19 @@ class Monitor:
         chunk = data if self.req.tty else P.frame(out.stream_id, data)
         for client in self.attached():
             if client.attach[out.stream] and not client.closing:
-                client.out += chunk
+                if not client.out:  # send now: saves a loop turn per chunk when it keeps up
+                    try:
+                        sent = client.sock.send(chunk)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError:  # the client is gone: its own readiness will say so
+                        sent = 0
+                    if sent:
+                        self.progress()
+                    if sent < len(chunk):
+                        client.out += memoryview(chunk)[sent:]
+                else:
+                    client.out += chunk
 
     def on_client_stdin(self, client: Client, data: bytes) -> None:
         if client.attach["stdin"] and self.stdin is not None:
@@ -475,7 +499,10 @@ class Monitor:
         if client.attach is None:
             if not client.waiting:
                 client.closing = True
-        elif client.attach["stdin"] and self.req.stdin_once and self.stdin is not None:
+        elif client.attach["stdin"] and self.req.stdin_once and self.stdin is not None \
+                and not self.req.tty:
+            # moby closes a container's stdin at an attach's end only without a TTY
+            # (container/stream/attach.go): a detach (ctrl-p ctrl-q) leaves the shell running
             self.stdin.close_when_flushed(self)
 
     # -- requests ------------------------------------------------------------------------------
