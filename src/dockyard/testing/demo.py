@@ -64,7 +64,8 @@ def engine_demo(work: Path) -> None:
     tar_path = work / "busybox.tar"
     with tarfile.open(tar_path, "w") as tar:
         tar.add(rootfs, arcname=".")
-    with DockyardDaemon() as daemon:
+    registry = f"127.0.0.1:{_free_port()}"
+    with DockyardDaemon(extra_args=["--registry-listen", registry]) as daemon:
         env = daemon.env
         print(f"(export DOCKER_HOST={daemon.docker_host} to use it from another shell)")
         docker(env, "version", "--format", "client {{.Client.Version}}, server {{.Server.Version}} "
@@ -91,6 +92,26 @@ def engine_demo(work: Path) -> None:
         docker(env, "load", "-i", str(work / "web.tar"))
         docker(env, "images")
         docker(env, "run", "--rm", "web:v2")
+        step("a named volume outlives its containers")
+        docker(env, "volume", "create", "notes")
+        docker(env, "run", "--rm", "-v", "notes:/notes", "busybox", "sh", "-c",
+               "echo 'written by the first container' > /notes/a")
+        docker(env, "run", "--rm", "-v", "notes:/notes:ro", "busybox", "cat", "/notes/a")
+        docker(env, "volume", "rm", "notes")
+        step(f"push to a registry (the daemon serves one on {registry}), pull it back")
+        docker(env, "tag", "web:v2", f"{registry}/demo/web:v2")
+        docker(env, "push", f"{registry}/demo/web:v2")
+        docker(env, "rmi", "web:v2", f"{registry}/demo/web:v2")
+        docker(env, "pull", f"{registry}/demo/web:v2")
+        docker(env, "run", "--rm", f"{registry}/demo/web:v2")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def page_demo(env: dict[str, str]) -> None:
