@@ -15,7 +15,6 @@ import pytest
 
 from dockyard.testing.daemon import DockyardDaemon
 from dockyard.testing.ptyproc import PtyProcess
-from dockyard.testing.rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 DOCKYARD = [sys.executable, "-m", "dockyard.cli"]
@@ -23,13 +22,8 @@ DOCKYARD = [sys.executable, "-m", "dockyard.cli"]
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cliobs")
-    rootfs = make_busybox_rootfs(base / "rootfs")
-    tar_path = base / "busybox.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(rootfs, arcname=".")
     with DockyardDaemon() as d:
-        d.docker("import", "-c", 'CMD ["sh"]', str(tar_path), "busybox:latest")
+        d.import_busybox("busybox:latest")
         d.docker("run", "-d", "--name", "box", "busybox", "sh", "-c",
                  "mkdir -p /data/sub && echo hi > /data/f && ln -s /etc /data/l && sleep 600")
         yield d

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import tarfile
 import threading
 import time
 
@@ -13,20 +12,14 @@ import docker
 import pytest
 
 from dockyard.testing.daemon import DockyardDaemon
-from dockyard.testing.rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    base = tmp_path_factory.mktemp("containers")
-    rootfs = make_busybox_rootfs(base / "rootfs")
-    tar_path = base / "busybox.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(rootfs, arcname=".")
     with DockyardDaemon() as d:
-        d.docker("import", "-c", 'CMD ["sh"]', str(tar_path), "busybox:latest")
+        d.import_busybox("busybox:latest")
         yield d
 
 

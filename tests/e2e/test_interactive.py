@@ -17,7 +17,6 @@ import pytest
 
 from dockyard.testing.daemon import DockyardDaemon
 from dockyard.testing.ptyproc import PtyProcess
-from dockyard.testing.rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 DOCKER = "/usr/local/bin/docker"
@@ -25,14 +24,9 @@ DOCKER = "/usr/local/bin/docker"
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    base = tmp_path_factory.mktemp("interactive")
-    rootfs = make_busybox_rootfs(base / "rootfs")
-    tar_path = base / "busybox.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(rootfs, arcname=".")
     with DockyardDaemon(log_path=os.environ.get("DOCKYARD_TEST_LOG") and
                         Path(os.environ["DOCKYARD_TEST_LOG"])) as d:
-        d.docker("import", "-c", 'CMD ["sh"]', str(tar_path), "busybox:latest")
+        d.import_busybox("busybox:latest")
         yield d
 
 
@@ -298,12 +292,8 @@ def test_healthcheck_states_events_and_ps(daemon):
 
 
 def test_health_probes_resume_after_a_daemon_restart(tmp_path):
-    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
-    tar_path = tmp_path / "busybox.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(rootfs, arcname=".")
     with DockyardDaemon() as d:
-        d.docker("import", "-c", 'CMD ["sh"]', str(tar_path), "busybox:latest")
+        d.import_busybox("busybox:latest")
         d.docker("run", "-d", "--name", "hr", "--health-cmd", "true", "--health-interval",
                  "200ms", "busybox", "sleep", "1000")
 

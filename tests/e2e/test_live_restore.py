@@ -6,26 +6,20 @@ from __future__ import annotations
 
 import json
 import signal
-import tarfile
 import threading
 import time
 
 import pytest
 
 from dockyard.testing.daemon import DockyardDaemon
-from dockyard.testing.rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
 
 @pytest.fixture
 def daemon(tmp_path):
-    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
-    tar_path = tmp_path / "busybox.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(rootfs, arcname=".")
     with DockyardDaemon() as d:
-        d.docker("import", "-c", 'CMD ["sh"]', str(tar_path), "busybox:latest")
+        d.import_busybox("busybox:latest")
         yield d
 
 

@@ -28,26 +28,11 @@ RUN = ["--label", "a=1", "--label", "b<x>=&2", "-e", "E=x y", "-e", "F=2", "-e",
 
 
 @pytest.fixture(scope="module")
-def daemons(tmp_path_factory):
+def daemons():
     with RefDockerd(dockyard_runtime=None) as ref, DockyardDaemon() as ours:
         ref.import_busybox(IMAGE)
-        ours.docker("import", "--change", 'CMD ["sh"]', "-", IMAGE,
-                    input=_busybox_tar(tmp_path_factory.mktemp("bb")))
+        ours.import_busybox(IMAGE)
         yield ours, ref
-
-
-def _busybox_tar(tmp) -> bytes:
-    import io
-    import tarfile
-
-    from dockyard.testing.rootfs import make_busybox_rootfs
-
-    rootfs = make_busybox_rootfs(tmp / "rootfs")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for entry in sorted(rootfs.iterdir()):
-            tar.add(entry, arcname=entry.name)
-    return buf.getvalue()
 
 
 def _log_lines(daemon, name: str) -> list[str]:

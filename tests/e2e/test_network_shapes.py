@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tarfile
 
 import pytest
 
 from dockyard.testing.daemon import DockyardDaemon
 from dockyard.testing.refdockerd import BUSYBOX_TAG, RefDockerd
-from dockyard.testing.rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.requires("dockerd", "docker_cli", "busybox")
 
@@ -24,14 +22,10 @@ NEWER = {"EnableIPv4", "DNSNames", "GwPriority"}
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     base = tmp_path_factory.mktemp("netshapes")
-    rootfs = make_busybox_rootfs(base / "rootfs")
-    tar_path = base / "busybox.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(rootfs, arcname=".")
     with RefDockerd(dockyard_runtime=None, log_path=base / "dockerd.log") as ref, \
             DockyardDaemon() as ours:
         for d in (ref, ours):
-            _cli(["docker", "import", "-c", 'CMD ["sh"]', str(tar_path), BUSYBOX_TAG], d.env)
+            d.import_busybox(BUSYBOX_TAG)
         yield ref, ours
 
 

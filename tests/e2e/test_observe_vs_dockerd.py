@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import tarfile
 import time
 
@@ -14,7 +13,6 @@ import pytest
 
 from dockyard.testing.daemon import DockyardDaemon
 from dockyard.testing.refdockerd import BUSYBOX_TAG, RefDockerd
-from dockyard.testing.rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.requires("dockerd", "docker_cli", "busybox", "runc")
 
@@ -22,16 +20,12 @@ pytestmark = pytest.mark.requires("dockerd", "docker_cli", "busybox", "runc")
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     base = tmp_path_factory.mktemp("observe")
-    rootfs = make_busybox_rootfs(base / "rootfs")
-    tar_path = base / "busybox.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(rootfs, arcname=".")
     with RefDockerd(dockyard_runtime=None, log_path=base / "dockerd.log") as ref, \
             DockyardDaemon() as ours:
         clients = {}
         try:
             for name, d in (("dockerd", ref), ("dockyard", ours)):
-                d.docker("import", "-c", 'CMD ["sh"]', str(tar_path), BUSYBOX_TAG)
+                d.import_busybox(BUSYBOX_TAG)
                 d.docker("run", "-d", "--name", "obs", BUSYBOX_TAG, "sh", "-c",
                          "echo x > /tmp/new; rm /etc/group; sleep 600")
                 clients[name] = docker.APIClient(base_url=d.docker_host)

@@ -140,7 +140,9 @@ def _auth_headers(ctx: Ctx, domain: str) -> dict[str, str]:
 
 
 def _stream(ctx: Ctx, path: str, params: dict[str, Any], headers: dict[str, str],
-            quiet: bool, aux=None) -> None:
+            quiet: bool, aux=None, out=None) -> None:
+    """POST ``path`` and show its JSON progress messages (on ``out``, default stdout) as the
+    docker CLI does; an error message in the stream is raised."""
     resp = ctx.daemon.request("POST", path, params=params, headers=headers, stream=True)
     messages = json_messages(resp.iter_content(chunk_size=None))
     if quiet:
@@ -149,7 +151,21 @@ def _stream(ctx: Ctx, path: str, params: dict[str, Any], headers: dict[str, str]
                 raise CLIError((msg.get("errorDetail") or {}).get("message") or msg["error"])
         return
     with Bars() as bars:
-        display_json_messages(messages, ctx.out, bars, aux)
+        display_json_messages(messages, out or ctx.out, bars, aux)
+
+
+def pull_for_run(ctx: Ctx, name: str, tag: str, platform: str | None, quiet: bool) -> None:
+    """The pull of `run`/`create` for a missing image: with the stored credentials, its
+    progress on stderr (stdout stays for the container's ID or output)."""
+    params: dict[str, Any] = {"fromImage": name, "tag": tag}
+    if platform:
+        params["platform"] = platform
+    try:
+        domain = parse_reference(name).domain
+    except ReferenceError:
+        domain = ""
+    _stream(ctx, "/images/create", params, _auth_headers(ctx, domain) if domain else {}, quiet,
+            out=ctx.err)
 
 
 def cmd_pull(ctx: Ctx, argv: list[str]) -> int:

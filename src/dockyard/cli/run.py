@@ -20,7 +20,6 @@ from dockyard.cli.containeropts import (ContainerSpec, OptionsError, add_contain
                                         parse_container_options)
 from dockyard.cli.flags import PROG, DockerParser
 from dockyard.cli.reference import familiar_string, split_reference
-from dockyard.cli.progress import Bars, display_json_messages, json_messages
 from dockyard.cli.streams import ResizeMonitor, SignalProxy, Streamer, terminal_size
 
 RUN_USAGE = "[OPTIONS] IMAGE [COMMAND] [ARG...]"
@@ -68,19 +67,10 @@ def _spec(ctx: Ctx, command: str, ns: argparse.Namespace) -> ContainerSpec:
 
 def pull_image(ctx: Ctx, image: str, platform: str | None, quiet: bool) -> None:
     """Pull ``image`` showing docker's progress lines on stderr (stdout stays for the ID)."""
+    from dockyard.cli.registry import pull_for_run
+
     name, tag, digest = split_reference(image)
-    params: dict[str, Any] = {"fromImage": name, "tag": digest or tag or "latest"}
-    if platform:
-        params["platform"] = platform
-    resp = ctx.daemon.request("POST", "/images/create", params=params, stream=True)
-    messages = json_messages(resp.iter_content(chunk_size=None))
-    if quiet:
-        for msg in messages:
-            if msg.get("error") or msg.get("errorDetail"):
-                raise CLIError((msg.get("errorDetail") or {}).get("message") or msg["error"])
-        return
-    with Bars() as bars:
-        display_json_messages(messages, ctx.err, bars)
+    pull_for_run(ctx, name, digest or tag or "latest", platform, quiet)
 
 
 def _post_create(ctx: Ctx, spec: ContainerSpec) -> dict[str, Any]:

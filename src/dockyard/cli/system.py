@@ -364,24 +364,6 @@ def usage_rows(df: dict[str, Any]) -> list[_UsageRow]:
     ]
 
 
-class _VolumeRow(Context):
-    go_type = "*formatter.volumeContext"
-
-    def __init__(self, v: dict[str, Any]) -> None:
-        self.v = v
-
-    def Name(self) -> str:
-        return self.v.get("Name", "")
-
-    def Links(self) -> str:
-        usage = self.v.get("UsageData")
-        return "N/A" if usage is None else str(usage.get("RefCount", 0))
-
-    def Size(self) -> str:
-        usage = self.v.get("UsageData")
-        return "N/A" if usage is None else human_size(usage.get("Size", 0))
-
-
 class _CacheRow(Context):
     go_type = "*formatter.buildCacheContext"
 
@@ -439,6 +421,8 @@ def cmd_system_df(ctx: Ctx, argv: list[str]) -> int:
 
 
 def _df_verbose(df: dict[str, Any]) -> str:
+    from dockyard.cli.volume import VolumeContext
+
     out = ["Images space usage:\n\n"]
     rows = []
     for img in df.get("Images") or []:
@@ -457,7 +441,7 @@ def _df_verbose(df: dict[str, Any]) -> str:
     out.append(render(fmt, containers, CONTAINER_HEADERS))
     out.append("\nLocal Volumes space usage:\n\n")
     out.append(render("table {{.Name}}\t{{.Links}}\t{{.Size}}",
-                      [_VolumeRow(v) for v in df.get("Volumes") or []],
+                      [VolumeContext(v) for v in df.get("Volumes") or []],
                       {"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"}))
     cache = df.get("BuildCache") or []
     total = sum(b.get("Size", 0) for b in cache if not b.get("Shared"))

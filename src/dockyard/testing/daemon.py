@@ -344,6 +344,13 @@ class DockyardDaemon:
 
     # -- clients ----------------------------------------------------------------------------------
 
+    def import_busybox(self, tag: str = "busybox:latest") -> str:
+        """Make ``tag`` from a busybox rootfs with ``docker import``; returns the image id."""
+        from dockyard.testing.rootfs import import_busybox
+
+        with tempfile.TemporaryDirectory(dir=self._need_base()) as tmp:
+            return import_busybox(self, tag, Path(tmp))
+
     def docker(self, *args: str, input: bytes | str | None = None, timeout: float = 30,
                check: bool = True) -> subprocess.CompletedProcess:
         """The docker CLI against this daemon; text output captured."""

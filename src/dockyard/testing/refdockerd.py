@@ -25,7 +25,6 @@ Isolation, and why each piece is there:
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -36,13 +35,12 @@ import signal
 import socket
 import subprocess
 import sysconfig
-import tarfile
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from dockyard.testing.rootfs import make_busybox_rootfs
+from dockyard.testing.rootfs import import_busybox
 
 log = logging.getLogger(__name__)
 
@@ -411,13 +409,7 @@ class RefDockerd:
     def import_busybox(self, tag: str = BUSYBOX_TAG) -> str:
         """Make ``tag`` from a busybox rootfs with ``docker import``; returns the image id."""
         with tempfile.TemporaryDirectory(dir=self._need_base()) as tmp:
-            rootfs = make_busybox_rootfs(Path(tmp) / "rootfs")
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w") as tar:
-                for entry in sorted(rootfs.iterdir()):
-                    tar.add(entry, arcname=entry.name)
-        self.docker("import", "--change", 'CMD ["sh"]', "-", tag, input=buf.getvalue())
-        return self.docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
+            return import_busybox(self, tag, Path(tmp))
 
 
 # -- host inspection (read-only, except _write) -------------------------------------------------

@@ -58,3 +58,24 @@ def make_bundle(bundle: Path, rootfs_source: Path, args: list[str], **spec_chang
     spec.update(spec_changes)
     (bundle / "config.json").write_text(json.dumps(spec, indent=2))
     return bundle
+
+
+def busybox_tar(workdir: Path) -> bytes:
+    """A `docker import`-able tar of a busybox root filesystem (built under ``workdir``)."""
+    import io
+    import tarfile
+
+    rootfs = make_busybox_rootfs(Path(workdir) / "busybox-rootfs")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for entry in sorted(rootfs.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    shutil.rmtree(rootfs)
+    return buf.getvalue()
+
+
+def import_busybox(daemon, tag: str, workdir: Path) -> str:
+    """``docker import`` a busybox image as ``tag`` into ``daemon`` (anything with a
+    ``docker(*args, input=)`` method); returns the image id."""
+    daemon.docker("import", "--change", 'CMD ["sh"]', "-", tag, input=busybox_tar(workdir))
+    return daemon.docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
