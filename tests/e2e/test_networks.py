@@ -435,6 +435,35 @@ def test_create_remove_cycles_leave_nothing_behind(daemon):
     assert "br-" not in table and "elements" not in table
 
 
+def test_a_start_whose_network_fails_late_leaves_nothing_behind(daemon):
+    """The address inside a warm namespace is set while the runtime creates the container
+    (engine/containers.py `_spawn_and_start`). If that fails, the created container is
+    discarded: no process, no monitor, no sandbox; the next start works."""
+    assert wait_for(lambda: _pool_veths(daemon) == 2)
+    for veth in _pool_veths(daemon, names=True):  # the warm namespaces lose their interface
+        subprocess.run(["ip", "link", "del", veth], check=True)
+    for name in ("late2", "late"):  # each takes one of the two broken warm namespaces
+        res = dk(daemon, "run", "--name", name, "busybox", "true", check=False)
+        assert res.returncode != 0 and "No such device" in res.stderr, res.stderr
+    try:
+        assert inspect(daemon, "container", "late")["State"]["Status"] == "created"
+        cid = inspect(daemon, "container", "late")["Id"]
+        assert not subprocess.run(["pgrep", "-f", f"dockyard-mon.*{cid}"], capture_output=True).stdout
+        assert not (daemon.exec_root / "netns" / cid).exists()
+        with open("/proc/self/mountinfo") as f:
+            assert cid not in f.read()
+    finally:
+        dk(daemon, "rm", "-f", "late", "late2")
+    assert dk(daemon, "run", "--rm", "busybox", "echo", "ok").stdout == "ok\n"
+
+
+def _pool_veths(d, names: bool = False):
+    out = subprocess.run(["ip", "-o", "link", "show", "master", d.bridge], capture_output=True,
+                         text=True).stdout
+    found = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    return found if names else len(found)
+
+
 # -- shapes, restore --------------------------------------------------------------------------
 
 def test_inspect_and_list_shapes(daemon):

@@ -26,6 +26,7 @@ from dockyard.engine.container import (CREATED, DEAD, EXITED, REMOVING, Containe
 from dockyard.engine.cstore import ContainerStore
 from dockyard.engine.operations import ContainerOpsMixin
 from dockyard.engine.restart import RestartPolicy
+from dockyard.engine.volumes import has_volumes
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,7 @@ class ContainerService(ContainerOpsMixin):
                       runtime=runtime, driver=self.engine.images.driver,
                       snapshot_key=f"container-{cid}")
         try:
-            await asyncio.to_thread(self._prepare_files, c, image)
-            await asyncio.to_thread(self.engine.volumes.prepare, c, inherited)
-            await asyncio.to_thread(self.engine.networks.configure, c, endpoints or {})
+            await asyncio.to_thread(self._prepare, c, image, inherited, endpoints or {})
             self.store.add(c)
         except BaseException:
             await asyncio.to_thread(self._discard_files, c)
@@ -176,6 +175,13 @@ class ContainerService(ContainerOpsMixin):
         self._containers[c.id] = c
         self._emit(c, "create")
         return c, []
+
+    def _prepare(self, c: Container, image, inherited, endpoints: dict) -> None:
+        """Everything a create makes, in one trip to a worker thread: files, the snapshot,
+        the mount points with their volumes, the network endpoints."""
+        self._prepare_files(c, image)
+        self.engine.volumes.prepare(c, inherited)
+        self.engine.networks.configure(c, endpoints)
 
     @staticmethod
     def _defaults(host_config: dict) -> dict:
@@ -253,13 +259,14 @@ class ContainerService(ContainerOpsMixin):
 
     async def _start(self, c: Container) -> None:
         bundle = os.path.join(self.exec_dir, c.id)
-        netns, ns_paths = await self.engine.networks.setup(c)
+        netns, ns_paths, finish_network = await self.engine.networks.setup(c)
         try:
             req = await asyncio.to_thread(self._write_bundle, c, bundle, netns, ns_paths)
             try:
-                await self._spawn_and_start(c, req)
+                await self._spawn_and_start(c, req, finish_network)
             except BaseException:
-                await asyncio.to_thread(self.engine.volumes.unmount, c)
+                if has_volumes(c):
+                    await asyncio.to_thread(self.engine.volumes.unmount, c)
                 raise
         except BaseException:
             await self.engine.networks.teardown(c)
@@ -273,15 +280,31 @@ class ContainerService(ContainerOpsMixin):
         self._emit(c, "start")
         self._spawn_task(self._watch(c, handle))
 
-    async def _spawn_and_start(self, c: Container, req: dict) -> None:
+    async def _spawn_and_start(self, c: Container, req: dict, before_start) -> None:
+        """Create the container through a new monitor, then start it. ``before_start`` (the
+        rest of the network's setup) runs while the runtime creates the container: that
+        work is in other processes, so the two overlap."""
         from dockyard.engine.monitor import SpawnRequest, StartError
 
+        network = asyncio.ensure_future(before_start())
         try:
             handle = await self.monitors.spawn(SpawnRequest(**req, start=False))
         except StartError as exc:
+            failed = (await asyncio.gather(network, return_exceptions=True))[0]
+            if isinstance(failed, BaseException):  # the root cause: its teardown took the
+                raise failed                         # namespace from under the runtime
             self._fail_start(c, exc)
             raise _start_error("failed to create task for container", exc) from None
+        except BaseException:
+            await asyncio.gather(network, return_exceptions=True)
+            raise
         self._handles[c.id] = handle
+        try:
+            await network
+        except BaseException:
+            self._handles.pop(c.id, None)
+            await self._discard_created(handle)
+            raise
         await self._connect_waiting_attaches(c, handle)
         try:
             await handle.start()
@@ -289,6 +312,17 @@ class ContainerService(ContainerOpsMixin):
             self._handles.pop(c.id, None)
             self._fail_start(c, exc)
             raise _start_error("failed to start container", exc) from None
+
+    @staticmethod
+    async def _discard_created(handle) -> None:
+        """A created container that will not be started: its init killed, the monitor's
+        teardown waited for (it deletes the runtime's container and unmounts the rootfs)."""
+        try:
+            await handle.kill(9)
+            await asyncio.wait_for(handle.wait(), 10)
+        except Exception:  # noqa: BLE001 - the start's own error is the one to report
+            log.warning("discarding created container %s failed", handle.container_id,
+                        exc_info=True)
 
     def _fail_start(self, c: Container, exc) -> None:
         for fut, _connected in self._attach_waiters.pop(c.id, []):
@@ -404,7 +438,8 @@ class ContainerService(ContainerOpsMixin):
         c.state.set_exited(code, oom, finished_at)
         self.store.save(c)
         try:
-            await asyncio.to_thread(self.engine.volumes.unmount, c)
+            if has_volumes(c):
+                await asyncio.to_thread(self.engine.volumes.unmount, c)
         except Exception:  # noqa: BLE001 - logged; the exit is recorded either way
             log.warning("unmounting the volumes of %s failed", c.id, exc_info=True)
         if oom:
@@ -563,8 +598,9 @@ class ContainerService(ContainerOpsMixin):
             if not fut.done():
                 fut.set_exception(NotFound(f"No such container: {c.id}"))
         self.store.remove(c.id)
-        for error in await asyncio.to_thread(self.engine.volumes.release, c,
-                                             remove_anonymous=volumes):
+        errors = await asyncio.to_thread(self.engine.volumes.release, c,
+                                         remove_anonymous=volumes) if has_volumes(c) else []
+        for error in errors:
             log.warning("removing the volumes of %s: %s", c.id, error)
         self._containers.pop(c.id, None)
         self._emit(c, "destroy")

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 
 from dockyard.errdefs import Conflict, Forbidden, InvalidArgument, NotFound
 from dockyard.network.manager import NetworkManager, NetworkOptions
@@ -138,9 +139,11 @@ class NetworkService:
             out[kind] = f"/proc/{other.state.Pid}/ns/{ns}"
         return out
 
-    async def setup(self, c) -> tuple[str | None, dict[str, str]]:
-        """Before the runtime starts ``c``: its namespace path (or None) and the namespace
-        paths of container:<x> modes; /etc/hosts rewritten with its addresses."""
+    async def setup(self, c) -> tuple[str | None, dict[str, str], Callable[[], Awaitable[None]]]:
+        """Before the runtime creates ``c``: its namespace path (or None), the namespace paths
+        of container:<x> modes, and ``finish``: what is left to do before its process starts
+        (run it while the runtime creates the container); /etc/hosts rewritten with its
+        addresses."""
         started = time.perf_counter()
         paths = self.namespace_paths(c)
         if "network" in paths:
@@ -158,7 +161,13 @@ class NetworkService:
         for nid in self.manager.sandboxes.get(c.id, {}).get("endpoints", {}):
             self._emit(nid, "connect", c.id)
         log.debug("network of %s set up in %.1f ms", c.id[:12], (time.perf_counter() - started) * 1e3)
-        return made["netns"], paths
+        deferred = made.get("deferred") or []
+
+        async def finish() -> None:
+            if deferred:
+                await asyncio.to_thread(self.manager.finish, c.id, deferred)
+
+        return made["netns"], paths, finish
 
     def _setup_blocking(self, c) -> dict:
         """The sandbox and /etc/hosts in one trip to a worker thread."""

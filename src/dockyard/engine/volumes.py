@@ -38,6 +38,11 @@ def points_of(c: Container) -> list[MountPoint]:
     return [MountPoint.from_record(r) for r in c.mount_points or []]
 
 
+def has_volumes(c: Container) -> bool:
+    """Whether ``c`` has volumes to mount, unmount or release (binds and tmpfs are not)."""
+    return any(r.get("volume") is not None for r in c.mount_points or [])
+
+
 class ContainerVolumes:
     def __init__(self, engine):
         self.engine = engine

@@ -147,7 +147,8 @@ class SandboxMixin:
     def setup(self, cid: str, name: str, host_config: Mapping, config: Mapping) -> dict:
         """Make the sandbox of a starting container: its namespace (``netns``, None for host
         and container: modes), its endpoints' interfaces and addresses, its published ports.
-        All or nothing."""
+        All or nothing. What can wait until the container's process starts (the address
+        inside a warm namespace) is returned as ``deferred``, for `finish`."""
         with self._lock:
             sb = self.sandboxes.get(cid)
             if sb is None:
@@ -159,19 +160,35 @@ class SandboxMixin:
                 for nid in sb["endpoints"]:  # the host network lists its containers
                     self._join(cid, sb, nid)
                 self.store.save_sandbox(cid, sb)
-                return {"netns": None, "ips": [], "gen": None}
+                return {"netns": None, "ips": [], "gen": None, "deferred": []}
             if sb.get("netns") or self.addresses(cid):
                 self.teardown(cid)  # the last run's, if its exit has not been seen to yet
             sb["gen"] = sb.get("gen", 0) + 1
+            deferred: list[tuple] = []
             try:
-                self._make(cid, sb, host_config, config)
+                self._make(cid, sb, host_config, config, deferred)
             except BaseException:
                 self.teardown(cid)
                 raise
             self.on_change()
-            return {"netns": sb["netns"], "ips": self.addresses(cid), "gen": sb["gen"]}
+            return {"netns": sb["netns"], "ips": self.addresses(cid), "gen": sb["gen"],
+                    "deferred": deferred}
 
-    def _make(self, cid: str, sb: dict, host_config: Mapping, config: Mapping) -> None:
+    def finish(self, cid: str, deferred: list[tuple]) -> None:
+        """The rest of `setup`: configure the addresses it left for later (while the runtime
+        creates the container, in parallel). On failure the sandbox is undone."""
+        from dockyard.network.links import configure_inside
+
+        try:
+            for args in deferred:
+                configure_inside(*args)
+        except BaseException:
+            with self._lock:
+                self.teardown(cid)
+            raise
+
+    def _make(self, cid: str, sb: dict, host_config: Mapping, config: Mapping,
+              deferred: list[tuple] | None = None) -> None:
         from dockyard.linux.netns import create_netns, remove_netns
 
         warm = self._take_warm(sb)
@@ -190,7 +207,7 @@ class SandboxMixin:
 
             link_up_loopback(path)
         for nid in list(sb["endpoints"]):
-            self._join(cid, sb, nid, warm)
+            self._join(cid, sb, nid, warm, deferred)
         if _on_bridge(sb, self.networks):
             bindings = plan_bindings(host_config, config)
             if bindings:
@@ -211,7 +228,8 @@ class SandboxMixin:
             self.on_warm_taken()
         return warm
 
-    def _join(self, cid: str, sb: dict, nid: str, warm: dict | None = None) -> None:
+    def _join(self, cid: str, sb: dict, nid: str, warm: dict | None = None,
+              deferred: list[tuple] | None = None) -> None:
         net = self.networks.get(nid)
         if net is None:
             raise NotFound(f"network {nid} not found")
@@ -235,7 +253,11 @@ class SandboxMixin:
 
                 ep["host_veth"] = warm["host_veth"]
                 self.store.save_sandbox(cid, sb)
-                configure_inside(sb["netns"], ifname, ip, plen, alloc.cfg.gateway, ep["MacAddress"])
+                args = (sb["netns"], ifname, ip, plen, alloc.cfg.gateway, ep["MacAddress"])
+                if deferred is None:
+                    configure_inside(*args)
+                else:
+                    deferred.append(args)
                 return
             self.store.save_sandbox(cid, sb)
             ep.update(impl.join(net, sb["netns"], ifname, ip, plen, alloc.cfg.gateway,
