@@ -275,6 +275,10 @@ def _sendfile(sock_fd: int, file_fd: int, offset: int, count: int,
     """Blocking sendfile of a whole range to a non-blocking socket (polls when it is full)."""
     poller = select.poll()
     poller.register(sock_fd, select.POLLOUT)
+    try:  # a blob read once from start to end: ask for a large readahead on a cold file
+        os.posix_fadvise(file_fd, offset, count, os.POSIX_FADV_SEQUENTIAL)
+    except OSError:
+        pass
     sent = 0
     while sent < count:
         try:
