@@ -401,3 +401,40 @@ def test_logs_follow_reads_to_the_end_of_a_removed_container(daemon):
         assert b"".join(stream) == b"late\n"
     finally:
         client.close()
+
+
+def test_api_exec_detach_keys_end_the_stream_not_the_exec(daemon, sleeper):
+    import docker
+
+    client = docker.APIClient(base_url=daemon.docker_host)
+    try:
+        with pytest.raises(docker.errors.APIError) as err:
+            client.exec_create(sleeper, ["sh"], tty=True, stdin=True, detach_keys="ctrl-")
+        assert err.value.status_code == 400
+        ex = client.exec_create(sleeper, ["sh"], tty=True, stdin=True, detach_keys="ctrl-a,b")
+        sock = client.exec_start(ex["Id"], tty=True, socket=True)
+        raw = sock._sock
+        try:
+            raw.sendall(b"echo two-$((1+1))\r")
+            got = b""
+            deadline = time.monotonic() + 10
+            while b"two-2" not in got and time.monotonic() < deadline:
+                got += raw.recv(4096)
+            raw.sendall(b"\x01b")  # the detach keys: the daemon ends the stream
+            raw.settimeout(10)
+            while raw.recv(4096):
+                pass
+        finally:
+            raw.close()
+            sock.close()
+        time.sleep(0.3)
+        info = client.exec_inspect(ex["Id"])
+        assert info["Running"] is True  # the shell runs on, detached
+        assert info["Pid"] > 1  # (never kill(0): that is this test's own process group)
+        os.kill(info["Pid"], 9)
+        deadline = time.monotonic() + 10
+        while client.exec_inspect(ex["Id"])["Running"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.exec_inspect(ex["Id"])["ExitCode"] == 137
+    finally:
+        client.close()

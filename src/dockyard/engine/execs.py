@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import socket
@@ -25,10 +26,17 @@ _CHUNK = 64 * 1024
 EXEC_TTL = 300.0  # seconds an ended exec stays inspectable (moby: 5 minutes)
 
 
+log = logging.getLogger(__name__)
+_FIELDS = {k.lower(): k for k in ("Cmd", "Tty", "AttachStdin", "AttachStdout", "AttachStderr",
+                                  "Env", "WorkingDir", "User", "Privileged", "DetachKeys")}
+
+
 class ExecInstance:
     def __init__(self, exec_id: str, container, body: dict):
         self.id = exec_id
         self.container = container
+        # Go decodes JSON field names case-insensitively: docker-py sends "detachKeys"
+        body = {_FIELDS.get(k.lower(), k): v for k, v in body.items()}
         self.cmd = list(body.get("Cmd") or [])
         self.tty = bool(body.get("Tty"))
         self.stdin = bool(body.get("AttachStdin"))
@@ -39,6 +47,10 @@ class ExecInstance:
         self.user = body.get("User") or ""
         self.privileged = bool(body.get("Privileged"))
         self.detach_keys = body.get("DetachKeys") or ""
+        from dockyard.engine.attach import parse_detach_keys
+
+        parse_detach_keys(self.detach_keys)  # a bad sequence is the request's fault (400)
+        self.on_detach = None  # set by ExecService.start while a TTY client is attached
         self.running = False
         self.started = False
         self.exit_code: int | None = None
@@ -57,8 +69,16 @@ class ExecInstance:
                               "user": self.user},
             "OpenStdin": self.stdin, "OpenStderr": self.stderr, "OpenStdout": self.stdout,
             "CanRemove": False, "ContainerID": self.container.id, "DetachKeys": self.detach_keys,
-            "Pid": self.pid,
+            "Pid": self.current_pid(),
         }
+
+    def current_pid(self) -> int:
+        """The process's pid; read from the runtime's pid file if it came late."""
+        if not self.pid and self.work is not None:
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(self.work, "pid")) as f:
+                    self.pid = int(f.read())
+        return self.pid
 
 
 class ExecService:
@@ -112,7 +132,23 @@ class ExecService:
         return proc
 
     async def start(self, inst: ExecInstance, reader=None, writer=None) -> None:
-        """Run the exec; with a connection, relay its stdio until it exits."""
+        """Run the exec; with a connection, relay its stdio until it exits, or until the
+        client types the detach keys on a TTY (the exec then runs on, its output dropped,
+        and this returns: the client's stream ends)."""
+        if reader is None or not (inst.tty and inst.stdin):
+            return await self._start(inst, reader, writer)
+        detached = asyncio.Event()
+        inst.on_detach = detached.set
+        run = asyncio.ensure_future(self._start(inst, reader, writer))
+        waiter = asyncio.ensure_future(detached.wait())
+        await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if run.done():
+            return run.result()
+        self.containers._spawn_task(_finish_detached(run))
+        return None
+
+    async def _start(self, inst: ExecInstance, reader=None, writer=None) -> None:
         if inst.started:
             raise Conflict(f"Error: Exec command {inst.id} has already run")
         c = inst.container
@@ -223,10 +259,13 @@ class ExecService:
         inst.exit_code = await exited
 
     async def _relay_pty(self, inst, reader, writer) -> None:
+        from dockyard.engine.attach import DetachMatcher, parse_detach_keys
+
         loop = asyncio.get_running_loop()
         master = inst.master
         os.set_blocking(master, False)
         out_done = asyncio.Event()
+        sink = [writer]  # None once the client detached: the output is read and dropped
 
         def readable():
             try:
@@ -238,21 +277,28 @@ class ExecService:
             if not data:
                 loop.remove_reader(master)
                 out_done.set()
-            elif writer is not None:
-                writer.write(data)
+            elif sink[0] is not None:
+                sink[0].write(data)
 
         loop.add_reader(master, readable)
+        matcher = DetachMatcher(parse_detach_keys(inst.detach_keys))
 
         async def feed():
             while reader is not None and (data := await reader.read(_CHUNK)):
-                with contextlib.suppress(BlockingIOError):
-                    os.write(master, data)
+                data, detached = matcher.feed(data)
+                if data:
+                    with contextlib.suppress(BlockingIOError):
+                        os.write(master, data)
+                if detached and inst.on_detach is not None:
+                    sink[0] = None
+                    inst.on_detach()
+                    return
 
         feeder = asyncio.create_task(feed()) if inst.stdin and reader is not None else None
         try:
             await out_done.wait()
-            if writer is not None:
-                await writer.drain()
+            if sink[0] is not None:
+                await sink[0].drain()
         finally:
             loop.remove_reader(master)
             if feeder is not None:
@@ -357,3 +403,11 @@ async def _start_runtime(monitors, argv: list[str], tty: bool):
                                      os.fdopen(fd, "rb", 0))
         readers.append(reader)
     return _FactoryProcess(run, stdin, readers[0], readers[1])
+
+
+async def _finish_detached(run: asyncio.Future) -> None:
+    """An exec the client detached from runs to its end here (its exit is still recorded)."""
+    try:
+        await run
+    except Exception:  # noqa: BLE001 - nobody is listening any more; the log has it
+        log.warning("a detached exec failed", exc_info=True)

@@ -209,8 +209,11 @@ class HTTPServer:
             conn.keep_alive = False
             return
         except Exception as exc:
-            if status_for(exc) >= 500:
+            status = status_for(exc)
+            if status == 500:  # a real fault: its traceback; 501/503 are answers, not faults
                 log.error("%s %s: %s", request.method, request.target, exc, exc_info=exc)
+            elif status > 500:
+                log.info("%s %s: %d %s", request.method, request.target, status, exc)
             if conn.response_state != "idle":
                 conn.keep_alive = False  # too late for an error answer; the close tells
                 return
