@@ -446,7 +446,8 @@ def test_a_start_whose_network_fails_late_leaves_nothing_behind(daemon):
         res = dk(daemon, "run", "--name", name, "busybox", "true", check=False)
         assert res.returncode != 0 and "No such device" in res.stderr, res.stderr
     try:
-        assert inspect(daemon, "container", "late")["State"]["Status"] == "created"
+        state = inspect(daemon, "container", "late")["State"]
+        assert state["Status"] == "created" and "No such device" in state["Error"]
         cid = inspect(daemon, "container", "late")["Id"]
         assert not subprocess.run(["pgrep", "-f", f"dockyard-mon.*{cid}"], capture_output=True).stdout
         assert not (daemon.exec_root / "netns" / cid).exists()

@@ -292,7 +292,8 @@ class ContainerService(ContainerOpsMixin):
         except StartError as exc:
             failed = (await asyncio.gather(network, return_exceptions=True))[0]
             if isinstance(failed, BaseException):  # the root cause: its teardown took the
-                raise failed                         # namespace from under the runtime
+                self._fail_start(c, failed)          # namespace from under the runtime
+                raise failed
             self._fail_start(c, exc)
             raise _start_error("failed to create task for container", exc) from None
         except BaseException:
@@ -301,9 +302,10 @@ class ContainerService(ContainerOpsMixin):
         self._handles[c.id] = handle
         try:
             await network
-        except BaseException:
+        except BaseException as exc:
             self._handles.pop(c.id, None)
             await self._discard_created(handle)
+            self._fail_start(c, exc)
             raise
         await self._connect_waiting_attaches(c, handle)
         try:
@@ -325,11 +327,14 @@ class ContainerService(ContainerOpsMixin):
                         exc_info=True)
 
     def _fail_start(self, c: Container, exc) -> None:
+        """Record a start that failed: the error, Docker's exit code, and the attach requests
+        that were waiting for it released with the reason."""
         for fut, _connected in self._attach_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_exception(Conflict(f"container {c.id} did not start: {exc}"))
         c.state.Error = str(exc)
-        c.state.ExitCode = exc.exit_code if exc.exit_code is not None else 128
+        code = getattr(exc, "exit_code", None)
+        c.state.ExitCode = code if code is not None else 128
         self.store.save(c)
 
     async def _connect_waiting_attaches(self, c: Container, handle) -> None:
