@@ -20,13 +20,14 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from dockyard.testing.daemonbase import TestDaemon, mounts_under, write_quietly
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,17 @@ class DockyardDaemonError(RuntimeError):
     pass
 
 
-class DockyardDaemon:
+class DockyardDaemon(TestDaemon):
     """One daemon; a context manager (start on enter, stop and clean up on exit).
 
     ``base_dir``: where its private directory is made (default: the temp dir). ``extra_args``
     go to ``dockyard daemon`` as they are. ``log_path`` keeps the daemon's log outside the
     private directory (which `stop` removes), for debugging failed runs.
     """
+
+    SOCKET_NAME = "dockyard.sock"
+    LOG_NAME = "daemon.log"
+    Error = DockyardDaemonError
 
     def __init__(self, *, base_dir: Path | None = None, extra_args: Sequence[str] = (),
                  log_path: Path | None = None, storage_driver: str | None = None,
@@ -69,43 +74,9 @@ class DockyardDaemon:
 
     # -- paths and environment ------------------------------------------------------------------
 
-    def _need_base(self) -> Path:
-        if self.base is None:
-            raise DockyardDaemonError("DockyardDaemon is not started")
-        return self.base
-
-    @property
-    def socket_path(self) -> Path:
-        return self._need_base() / "dockyard.sock"
-
-    @property
-    def data_root(self) -> Path:
-        return self._need_base() / "data"
-
-    @property
-    def exec_root(self) -> Path:
-        return self._need_base() / "run"
-
     @property
     def pidfile(self) -> Path:
         return self._need_base() / "dockyard.pid"
-
-    @property
-    def log_path(self) -> Path:
-        return self._log_path or self._need_base() / "daemon.log"
-
-    @property
-    def docker_host(self) -> str:
-        return f"unix://{self.socket_path}"
-
-    @property
-    def env(self) -> dict[str, str]:
-        """For the docker CLI: this daemon, a private CLI config dir, no context or TLS."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
-        env["DOCKER_HOST"] = self.docker_host
-        env["DOCKER_CONFIG"] = str(self._need_base() / "cli")
-        return env
 
     @property
     def pid(self) -> int | None:
@@ -165,19 +136,6 @@ class DockyardDaemon:
                                           f"log tail:\n{self.log_tail()}")
             time.sleep(0.02)
 
-    def ping(self) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(2)
-                s.connect(str(self.socket_path))
-                s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-        except OSError:
-            return False
-        return data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0]
-
     def terminate(self) -> int | None:
         """SIGTERM, then SIGKILL after `stop_timeout`; the daemon's exit status."""
         proc, self.proc = self.proc, None
@@ -215,13 +173,6 @@ class DockyardDaemon:
                 errors.append(f"{step.__name__}: {exc}")
         if errors:
             raise DockyardDaemonError("cleanup incomplete: " + "; ".join(errors))
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except (OSError, DockyardDaemonError):
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
     # -- teardown steps ---------------------------------------------------------------------------
 
@@ -263,9 +214,9 @@ class DockyardDaemon:
                 raise DockyardDaemonError(f"processes survived SIGKILL: {sorted(pids)}")
             for cg in self._cgroup_dirs():  # frozen tasks cannot die
                 for state in cg.rglob("freezer.state"):
-                    _write(state, "THAWED")
+                    write_quietly(state, "THAWED")
                 for frozen in cg.rglob("cgroup.freeze"):
-                    _write(frozen, "0")
+                    write_quietly(frozen, "0")
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -276,7 +227,7 @@ class DockyardDaemon:
     def _unmount_leftovers(self) -> None:
         if self.base is None:
             return
-        for target in sorted(_mounts_under(self.base), key=len, reverse=True):
+        for target in sorted(mounts_under(self.base), key=len, reverse=True):
             if subprocess.run(["umount", target], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", target], capture_output=True)
 
@@ -335,7 +286,7 @@ class DockyardDaemon:
     def _remove_base(self) -> None:
         if self.base is None:
             return
-        if left := _mounts_under(self.base):
+        if left := mounts_under(self.base):
             raise DockyardDaemonError(f"not removing {self.base}: still mounted: {left}")
         if self._log_path is None and os.environ.get("DOCKYARD_KEEP_DAEMON_LOG"):
             shutil.copy2(self.log_path, Path(tempfile.gettempdir()) / f"dyd-{self.token}.log")
@@ -343,28 +294,6 @@ class DockyardDaemon:
         self.base = None
 
     # -- clients ----------------------------------------------------------------------------------
-
-    def import_busybox(self, tag: str = "busybox:latest") -> str:
-        """Make ``tag`` from a busybox rootfs with ``docker import``; returns the image id."""
-        from dockyard.testing.rootfs import import_busybox
-
-        with tempfile.TemporaryDirectory(dir=self._need_base()) as tmp:
-            return import_busybox(self, tag, Path(tmp))
-
-    def docker(self, *args: str, input: bytes | str | None = None, timeout: float = 30,
-               check: bool = True) -> subprocess.CompletedProcess:
-        """The docker CLI against this daemon; text output captured."""
-        if isinstance(input, str):
-            input = input.encode()
-        proc = subprocess.run(["docker", *args], input=input, capture_output=True,
-                              env=self.env, timeout=timeout)
-        out = subprocess.CompletedProcess(proc.args, proc.returncode,
-                                          proc.stdout.decode(errors="replace"),
-                                          proc.stderr.decode(errors="replace"))
-        if check and out.returncode != 0:
-            raise DockyardDaemonError(f"docker {' '.join(args)} exited {out.returncode}: "
-                                      f"{out.stderr.strip()}")
-        return out
 
     def client(self, **kwargs):
         """A docker SDK client for this daemon (close it when done)."""
@@ -403,24 +332,3 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def _write(path: Path, value: str) -> None:
-    try:
-        path.write_text(value)
-    except OSError:
-        pass
-
-
-def _unescape(path: str) -> str:
-    return path.encode().decode("unicode_escape") if "\\" in path else path
-
-
-def _mounts_under(root: Path) -> list[str]:
-    prefix = str(root).rstrip("/") + "/"
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return []
-    targets = (_unescape(line.split()[4]) for line in lines)
-    return [t for t in targets if t == str(root) or t.startswith(prefix)]

@@ -32,7 +32,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sysconfig
 import tempfile
@@ -40,7 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from dockyard.testing.rootfs import import_busybox
+from dockyard.testing.daemonbase import TestDaemon, mounts_under, unescape, write_quietly
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +56,17 @@ class RefDockerdError(RuntimeError):
     pass
 
 
-class RefDockerd:
+class RefDockerd(TestDaemon):
     """An isolated dockerd; use as a context manager (``with RefDockerd() as d: d.docker(...)``).
 
     ``runtimes`` maps extra runtime names to binaries (``--add-runtime``); ``dockyard`` is added
     for ``dockyard_runtime`` unless that is None. ``log_path`` keeps dockerd's log outside the
     temp dir (which is removed), for debugging failed runs.
     """
+
+    SOCKET_NAME = "docker.sock"
+    LOG_NAME = "dockerd.log"
+    Error = RefDockerdError
 
     def __init__(self, runtimes: Mapping[str, str | Path] | None = None, *,
                  dockyard_runtime: Path | None = dockyard_runtime_path(),
@@ -87,40 +90,6 @@ class RefDockerd:
         self._netns_id: tuple[int, int] | None = None
 
     # -- paths and environment -------------------------------------------------------------
-
-    @property
-    def socket_path(self) -> Path:
-        return self._need_base() / "docker.sock"
-
-    @property
-    def data_root(self) -> Path:
-        return self._need_base() / "data"
-
-    @property
-    def exec_root(self) -> Path:
-        return self._need_base() / "run"
-
-    @property
-    def log_path(self) -> Path:
-        return self._log_path or self._need_base() / "dockerd.log"
-
-    @property
-    def docker_host(self) -> str:
-        return f"unix://{self.socket_path}"
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The environment for the docker CLI: this daemon, and a private CLI config dir."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
-        env["DOCKER_HOST"] = self.docker_host
-        env["DOCKER_CONFIG"] = str(self._need_base() / "cli")
-        return env
-
-    def _need_base(self) -> Path:
-        if self.base is None:
-            raise RefDockerdError("RefDockerd is not started")
-        return self.base
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -196,7 +165,7 @@ class RefDockerd:
                                          start_new_session=True)
         self.storage_driver = driver
         deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline and self.proc.poll() is None and not self._ping():
+        while time.monotonic() < deadline and self.proc.poll() is None and not self.ping():
             time.sleep(0.05)
 
     def _exited_for_graphdriver(self) -> bool:
@@ -207,33 +176,13 @@ class RefDockerd:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
-        while not self._ping():
+        while not self.ping():
             if self.proc is None or self.proc.poll() is not None:
                 raise RefDockerdError(f"dockerd exited; log tail:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise RefDockerdError(f"dockerd did not answer /_ping within "
                                       f"{self.start_timeout}s; log tail:\n{self.log_tail()}")
             time.sleep(0.05)
-
-    def _ping(self) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(2)
-                s.connect(str(self.socket_path))
-                s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-        except OSError:
-            return False
-        return data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0]
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
         """Stop dockerd, remove all it made; safe to call twice or after a failed start."""
@@ -341,15 +290,15 @@ class RefDockerd:
     def _thaw_cgroups(self) -> None:
         for cg in self._cgroup_dirs():
             for state in cg.rglob("freezer.state"):
-                _write(state, "THAWED")
+                write_quietly(state, "THAWED")
             for frozen in cg.rglob("cgroup.freeze"):
-                _write(frozen, "0")
+                write_quietly(frozen, "0")
 
     def _unmount_leftovers(self) -> None:
         """Mounts under our dirs in the caller's namespace; normally none (they are private)."""
         if self.base is None:
             return
-        for target in sorted(_mounts_under(self.base), key=len, reverse=True):
+        for target in sorted(mounts_under(self.base), key=len, reverse=True):
             if subprocess.run(["umount", "-R", target], capture_output=True).returncode != 0:
                 _run(["umount", "-l", target])
 
@@ -384,32 +333,15 @@ class RefDockerd:
     def _remove_base(self) -> None:
         if self.base is None:
             return
-        if left := _mounts_under(self.base):
+        if left := mounts_under(self.base):
             raise RefDockerdError(f"not removing {self.base}: still mounted: {left}")
         shutil.rmtree(self.base)
         self.base = None
 
     # -- the docker CLI against this daemon ---------------------------------------------------
 
-    def docker(self, *args: str, input: bytes | str | None = None, timeout: float = 30,
-               check: bool = True) -> subprocess.CompletedProcess:
-        """Run the docker CLI against this daemon, capturing text output."""
-        if isinstance(input, str):
-            input = input.encode()
-        proc = subprocess.run(["docker", *args], input=input, capture_output=True,
-                              env=self.env, timeout=timeout)
-        out = subprocess.CompletedProcess(proc.args, proc.returncode,
-                                          proc.stdout.decode(errors="replace"),
-                                          proc.stderr.decode(errors="replace"))
-        if check and out.returncode != 0:
-            raise RefDockerdError(f"docker {' '.join(args)} exited {out.returncode}: "
-                                  f"{out.stderr.strip()}")
-        return out
-
     def import_busybox(self, tag: str = BUSYBOX_TAG) -> str:
-        """Make ``tag`` from a busybox rootfs with ``docker import``; returns the image id."""
-        with tempfile.TemporaryDirectory(dir=self._need_base()) as tmp:
-            return import_busybox(self, tag, Path(tmp))
+        return super().import_busybox(tag)
 
 
 # -- host inspection (read-only, except _write) -------------------------------------------------
@@ -426,13 +358,6 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
-
-
-def _write(path: Path, value: str) -> None:
-    try:
-        path.write_text(value)
-    except OSError:
-        pass
 
 
 def _processes():
@@ -478,16 +403,6 @@ def _mountinfo() -> list[list[str]]:
     return [line.split() for line in _read(Path("/proc/self/mountinfo")).splitlines()]
 
 
-def _unescape(path: str) -> str:
-    return path.encode().decode("unicode_escape") if "\\" in path else path
-
-
-def _mounts_under(root: Path) -> list[str]:
-    prefix = str(root).rstrip("/") + "/"
-    targets = (_unescape(fields[4]) for fields in _mountinfo())
-    return [t for t in targets if t == str(root) or t.startswith(prefix)]
-
-
 def _own_cgroups() -> list[Path]:
     """The directory of this process's cgroup in every mounted hierarchy (v1 and v2)."""
     own: dict[frozenset[str], str] = {}
@@ -507,7 +422,7 @@ def _own_cgroups() -> list[Path]:
         else:
             continue
         if key in own:
-            dirs.append(Path(_unescape(fields[4])) / own[key].lstrip("/"))
+            dirs.append(Path(unescape(fields[4])) / own[key].lstrip("/"))
     return dirs
 
 
