@@ -307,6 +307,22 @@ def compare(section: str, results: dict[str, dict], key: str = "median") -> dict
 # -- the sections -------------------------------------------------------------------------------
 
 
+def interleaved(engines: list[Engine], once: Callable[[Engine], None], runs: int, warmup: int,
+                samples: dict[str, list[float]], errors: dict[str, str]) -> None:
+    """``warmup`` untimed calls of ``once`` per engine, then ``runs`` rounds interleaved
+    (A B A B ...), so drift on the machine falls on both alike; an engine that failed is
+    left out from then on."""
+    for e in engines:
+        for _ in range(warmup):
+            if e.name not in errors:
+                once(e)
+        samples[e.name].clear()
+    for _ in range(runs):
+        for e in engines:
+            if e.name not in errors:
+                once(e)
+
+
 def section_run(engines: list[Engine], runs: int, warmup: int) -> dict:
     """``docker run --rm busybox true``, interleaved."""
     samples: dict[str, list[float]] = {e.name: [] for e in engines}
@@ -319,15 +335,7 @@ def section_run(engines: list[Engine], runs: int, warmup: int) -> dict:
         except BenchError as exc:
             errors[e.name] = str(exc)
 
-    for e in engines:
-        for _ in range(warmup):
-            if e.name not in errors:
-                once(e)
-        samples[e.name].clear()
-    for _ in range(runs):
-        for e in engines:
-            if e.name not in errors:
-                once(e)
+    interleaved(engines, once, runs, warmup, samples, errors)
     for e in engines:
         if e.name not in errors and (left := e.container_ids()):
             errors[e.name] = f"{e.name}: {len(left)} containers left behind by run --rm"
@@ -442,15 +450,7 @@ def section_ps(engines: list[Engine], containers: int, runs: int, warmup: int) -
             except BenchError as exc:
                 errors[e.name] = str(exc)
 
-        for e in engines:
-            for _ in range(warmup):
-                if e.name not in errors:
-                    once(e)
-            samples[e.name].clear()
-        for _ in range(runs):
-            for e in engines:
-                if e.name not in errors:
-                    once(e)
+        interleaved(engines, once, runs, warmup, samples, errors)
     finally:
         for e in engines:
             e.remove_all()
