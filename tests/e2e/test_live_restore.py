@@ -5,6 +5,7 @@ cut short are handled."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -100,3 +101,28 @@ def test_a_container_whose_monitor_died_is_reclaimed(daemon):
     with open("/proc/self/mountinfo") as f:
         assert cid not in f.read()  # its root filesystem was unmounted
     daemon.docker("rm", cid)
+
+
+def test_removed_containers_leave_no_files_and_a_crash_leaves_none_either(daemon):
+    """Removal answers once the container is gone from the records; its directories are
+    set aside (rm-<id>) and deleted after. What a crash leaves set aside goes at the next
+    start."""
+    ids = [daemon.docker("create", "busybox", "true").stdout.strip() for _ in range(3)]
+    daemon.docker("rm", *ids)
+    daemon.docker("run", "--rm", "busybox", "true")
+    dirs = [daemon.data_root / "containers", daemon.exec_root / "containers",
+            *(daemon.data_root / "snapshots").glob("*/snapshots")]
+    assert len(dirs) == 3 and all(d.is_dir() for d in dirs)
+
+    def leftovers() -> list[str]:
+        return [n for d in dirs for n in os.listdir(d) if n.startswith("rm-") or n in ids]
+
+    deadline = time.time() + 10
+    while leftovers() and time.time() < deadline:
+        time.sleep(0.05)
+    assert leftovers() == []
+    for d in dirs[:2]:  # as a crash between the answer and the deletion would leave them
+        (d / f"rm-{ids[0]}" / "sub").mkdir(parents=True)
+    daemon.kill(signal.SIGKILL)
+    daemon.start()
+    assert leftovers() == []

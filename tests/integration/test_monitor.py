@@ -546,3 +546,79 @@ def test_monitors_import_nothing_after_the_fork(monitors):
         return imported
 
     assert run(scenario()) == []
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(p) for p in f.read().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def _wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_the_factory_keeps_spares_and_reaps_its_monitors(monitors):
+    """Spawns are answered by forked spares (the factory forks a replacement for each);
+    monitors are the factory's children, reaped when they end: no zombie stays."""
+    async def spawn_three():
+        handles = [await monitors.spawn(monitors.request(monitors.bundle("true"))) for _ in range(3)]
+        return [await h.wait() for h in handles], handles
+
+    statuses, handles = run(spawn_three())
+    assert [s.exit_code for s in statuses] == [0, 0, 0]
+    factory = monitors.client.factory_pid()
+    assert factory and factory > 1
+    assert monitors.wait_monitors_gone() == []
+    assert _wait_for(lambda: all(h.monitor_pid not in _children(factory) for h in handles))
+    spares = _children(factory)
+    assert len(spares) == 2  # factory.SPARES idle children, nothing else
+    for pid in spares:
+        with open(f"/proc/{pid}/status") as f:
+            assert "State:\tS" in f.read()  # waiting in accept(), not a zombie
+
+
+def test_spares_die_with_a_killed_factory_and_leave_with_an_exiting_one(monitors):
+    run(monitors.client.ensure_factory())
+    factory = monitors.client.factory_pid()
+    assert factory and factory > 1
+    assert _wait_for(lambda: len(_children(factory)) == 2)
+    spares = _children(factory)
+    os.kill(factory, signal.SIGKILL)
+    assert _wait_for(lambda: not any(alive(p) for p in spares))  # PDEATHSIG
+
+    run(monitors.client.ensure_factory())  # a new one; then asked to exit
+    factory = monitors.client.factory_pid()
+    assert factory and factory > 1
+    assert _wait_for(lambda: len(_children(factory)) == 2)
+    spares = _children(factory)
+    run(monitors.client.stop_factory())
+    assert _wait_for(lambda: not alive(factory) and not any(alive(p) for p in spares))
+
+
+def test_starting_a_created_container_whose_init_died_is_refused(monitors):
+    """The monitor writes the exec fifo itself (no helper): an init killed before its
+    start leaves no reader there, which is a Conflict, as from the runtime's own start."""
+    req = dataclasses.replace(monitors.request(monitors.bundle("true")), start=False)
+
+    async def scenario():
+        handle = await monitors.spawn(req)
+        assert handle.status == P.Status.CREATED
+        assert handle.pid > 1
+        os.kill(handle.pid, signal.SIGKILL)
+        assert _wait_for(lambda: not alive(handle.pid))  # kill(2) returns before the exit
+        # StartError when the start reaches the fifo first, Conflict once the monitor has
+        # seen the exit: never a start that succeeds
+        with pytest.raises((StartError, Conflict)):
+            await handle.start()
+        return await handle.wait()
+
+    status = run(scenario())
+    assert status.exit_code == 137

@@ -223,7 +223,11 @@ class ContainerService(ContainerOpsMixin):
             with open(path, "w") as f:
                 f.write(text)
 
-    def _discard_files(self, c: Container) -> None:
+    def _discard_files(self, c: Container, later: list | None = None) -> None:
+        """Unmount and remove a container's files and snapshot. With ``later``, the
+        directories are only renamed out of the way (``rm-<id>``, which `_remove_orphans`
+        finds after a crash) and appended to it: `_delete_later` removes them after the
+        removal has been answered."""
         from dockyard.snapshot.mounts import unmount_all
 
         bundle = os.path.join(self.exec_dir, c.id)
@@ -232,11 +236,26 @@ class ContainerService(ContainerOpsMixin):
         except Exception:  # noqa: BLE001 - best effort; logged below
             log.warning("unmounting %s failed", bundle, exc_info=True)
         try:
-            self.engine.images.snapshots.remove(c.snapshot_key)
+            self.engine.images.snapshots.remove(c.snapshot_key, defer=later)
         except NotFound:
             pass
-        shutil.rmtree(os.path.join(self.data_dir, c.id), ignore_errors=True)
-        shutil.rmtree(bundle, ignore_errors=True)
+        for path in (os.path.join(self.data_dir, c.id), bundle):
+            if later is None:
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            trash = os.path.join(os.path.dirname(path), f"rm-{c.id}")
+            try:
+                os.rename(path, trash)
+                later.append(trash)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _delete_later(self, paths: list) -> None:
+        """Delete what `_discard_files` set aside, in a worker thread, off the answer's path."""
+        if paths:
+            self._spawn_task(asyncio.to_thread(_rmtrees, paths))
 
     # -- start ------------------------------------------------------------------------------
 
@@ -462,7 +481,12 @@ class ContainerService(ContainerOpsMixin):
             self.store.save(c)
             self._spawn_task(self._restart_later(c, delay))
         elif c.host_config.get("AutoRemove") and c.id in self._containers:
-            self._spawn_task(self.remove(c.id, force=True, volumes=True))
+            try:  # at once, not as a task: `docker run --rm` waits for it
+                await self.remove(c.id, force=True, volumes=True)
+            except (NotFound, Conflict):  # removed, or being removed, by a client meanwhile
+                pass
+            except Exception:  # noqa: BLE001 - as a task's failure would be: logged
+                log.warning("removing %s (--rm) failed", c.id, exc_info=True)
 
     async def _restart_later(self, c: Container, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -593,10 +617,12 @@ class ContainerService(ContainerOpsMixin):
             await self._stop(c, 0, "SIGKILL")
         c.manually_stopped = True
         previous, c.state.Status = c.state.Status, REMOVING
+        later: list = []
         try:
-            await asyncio.to_thread(self._discard_files, c)
+            await asyncio.to_thread(self._discard_files, c, later)
         except BaseException:
             c.state.Status = previous
+            self._delete_later(later)
             raise
         await self.engine.networks.forget(c)
         for fut, _connected in self._attach_waiters.pop(c.id, []):
@@ -614,6 +640,7 @@ class ContainerService(ContainerOpsMixin):
             cond.notify_all()
         self._exits.pop(c.id, None)
         self._locks.pop(c.id, None)
+        self._delete_later(later)
 
     async def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
@@ -740,7 +767,9 @@ class ContainerService(ContainerOpsMixin):
         known = set(self._containers)
         for base in (self.data_dir, self.exec_dir):
             for entry in os.listdir(base):
-                if len(entry) == 64 and entry not in known:
+                if entry.startswith("rm-"):  # set aside by a removal, then a crash
+                    shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
+                elif len(entry) == 64 and entry not in known:
                     stub = Container(id=entry, name="", image_id="", image_ref="", config={},
                                      host_config={}, snapshot_key=f"container-{entry}")
                     self._discard_files(stub)
@@ -768,6 +797,11 @@ def _read_text(path: str) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def _rmtrees(paths: list) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _start_error(what: str, exc) -> Exception:

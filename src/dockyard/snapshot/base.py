@@ -91,8 +91,10 @@ class Snapshotter(Protocol):
     def commit(self, name: str, key: str, labels: dict[str, str] | None = None) -> None:
         """Turn active ``key`` into committed ``name`` with the same parent; ``key`` is gone."""
 
-    def remove(self, key: str) -> None:
-        """Remove a snapshot and its files; Conflict while it has children."""
+    def remove(self, key: str, *, defer: list[Path] | None = None) -> None:
+        """Remove a snapshot and its files; Conflict while it has children. With ``defer``,
+        the files are only moved out of the way and their new path appended to it, for the
+        caller to delete later (what is left after a crash is removed by `cleanup`)."""
 
     def stat(self, key: str) -> Info: ...
 
@@ -267,8 +269,9 @@ class LocalSnapshotter:
     def _mounts(self, row: Row, parents: list[Row]) -> list[Mount]:
         raise NotImplementedError
 
-    def _discard(self, path: Path) -> None:
-        """Remove a snapshot directory: first out of the way (one rename), then its files."""
+    def _discard(self, path: Path, defer: list[Path] | None = None) -> None:
+        """Remove a snapshot directory: first out of the way (one rename), then its files
+        (or, with ``defer``, append where they are now)."""
         if path.name.isdigit():
             trash = path.with_name(f"rm-{path.name}")
             try:
@@ -276,6 +279,9 @@ class LocalSnapshotter:
                 path = trash
             except FileNotFoundError:
                 return
+        if defer is not None:
+            defer.append(path)
+            return
         shutil.rmtree(path, onerror=_log_rmtree_error)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -372,14 +378,14 @@ class LocalSnapshotter:
                               labels={**row.labels, **labels}, now=time.time())
         log.debug("snapshot %s committed as %s", key, name)
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, *, defer: list[Path] | None = None) -> None:
         with self._meta.write():
             row = self._row(key)
             if self._meta.has_children(row.id):
                 raise Conflict(f"cannot remove snapshot with child: {key!r}")
             self._meta.delete(row.id)
         # after the commit: a crash here leaves an orphan directory that cleanup removes
-        self._discard(self._dir(row.id))
+        self._discard(self._dir(row.id), defer)
         log.debug("snapshot %s removed", key)
 
     def stat(self, key: str) -> Info:

@@ -81,12 +81,12 @@ class OverlaySnapshotter(LocalSnapshotter):
             options += [f"upperdir={path / 'fs'}", f"workdir={path / 'work'}"]
         return [Mount("overlay", "overlay", tuple(options))]
 
-    def _discard(self, path: Path) -> None:
+    def _discard(self, path: Path, defer: list[Path] | None = None) -> None:
         try:
             (self._links / (path / "link").read_text()).unlink(missing_ok=True)
         except (FileNotFoundError, NotADirectoryError, ValueError):
             pass
-        super()._discard(path)
+        super()._discard(path, defer)
 
     def _cleanup_extra(self) -> None:
         wanted: dict[str, int] = {}

@@ -122,6 +122,20 @@ def test_remove_rules(snap):
         snap.remove("A")
 
 
+def test_a_deferred_remove_moves_the_files_aside_for_the_caller(snap):
+    snap.prepare("a")
+    a_dir = fs_of(snap, "a").parent
+    later: list[Path] = []
+    snap.remove("a", defer=later)
+    assert list(snap.walk()) == [] and not a_dir.exists()
+    assert later == [a_dir.with_name(f"rm-{a_dir.name}")] and later[0].is_dir()
+    snap.prepare("b")  # the store goes on; what is set aside is the caller's to delete
+    snap.close()
+    again = type(snap)(snap.root)  # or, after a crash, cleanup's
+    assert not later[0].exists() and [i.key for i in again.walk()] == ["b"]
+    again.close()
+
+
 def test_mounts_only_for_active_and_views(snap):
     snap.prepare("a")
     assert snap.mounts("a")

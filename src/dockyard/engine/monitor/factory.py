@@ -11,11 +11,13 @@ collector's view of it, and serves ``<exec-root>/monitor-factory.sock``.
 
 A request is one JSON line: ``{"op": "spawn", "request": SpawnRequest}``, ``{"op": "ping"}``,
 ``{"op": "exit"}``, or ``{"op": "runtime", "argv": [...]}`` with three descriptors (see
-`Factory.runtime`). The factory forks as soon as it accepts a connection, and the child
-(the "middle") reads and answers the request; for a spawn the middle forks the monitor and
-exits, so the monitor is re-parented away at once (the factory never waits on containers). The
-monitor inherits the connection, writes ``{"monitor_pid": N}`` on it and later ``{"event":
-"started"|"created"|"error", ...}``. Monitors outlive the factory.
+`Factory.runtime`). The factory itself never accepts: it keeps `SPARES` forked children
+("spares") blocked in accept() on its socket, so that no fork lies between a daemon's connect
+and the answer. The spare that takes a connection tells the factory (which forks a
+replacement), reads the request and becomes what it asks for: for a spawn, the monitor, which
+writes ``{"monitor_pid": N}`` and later ``{"event": "started"|"created"|"error", ...}`` on the
+connection. The factory reaps its children as they end; monitors outlive the factory (they
+are re-parented to init), and an idle spare dies with it.
 
 Density is why it looks like this. A monitor shares the factory's pages copy-on-write; every
 page that the monitor's lineage writes becomes its own, and so does every page the factory
@@ -39,7 +41,7 @@ import time
 from dockyard.errdefs import InvalidArgument
 
 ACCEPT_TIMEOUT = 10.0  # a connection that sends no complete request by then is dropped
-_EXIT_REQUESTED = 3  # the middle's exit status for {"op": "exit"}
+SPARES = 2  # forked children waiting in accept(): a spawn's burst of two pays no fork
 
 
 def preload() -> None:
@@ -188,8 +190,9 @@ class Factory:
             return 0
         preload()
         from dockyard.engine.monitor import monitor, protocol as P
+        from dockyard.linux import syscalls as S
 
-        self.P, self.monitor = P, monitor
+        self.P, self.monitor, self.S = P, monitor, S
         _unlink(P.FACTORY_SOCKET)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(P.FACTORY_SOCKET)
@@ -208,34 +211,88 @@ class Factory:
         return 0
 
     def loop(self) -> None:
-        """accept, fork, wait: all the factory does per request (see the module docstring)."""
-        accept, fork, waitpid, close = self.sock._accept, os.fork, os.waitpid, os.close
-        while True:
-            try:
-                fd, _ = accept()
-            except OSError as exc:  # ECONNABORTED, EMFILE: that client retries or gives up
-                _log(f"accept: {exc}")
-                time.sleep(0.1)
-                continue
-            try:
-                middle = fork()
-            except OSError as exc:  # EAGAIN, ENOMEM: the client sees the connection close
-                _log(f"fork: {exc}")
-                close(fd)
-                continue
-            if middle == 0:
-                self.middle(fd)
-            _, status = waitpid(middle, 0)
-            close(fd)
-            if status == _EXIT_REQUESTED << 8:
-                return
+        """Keep `SPARES` forked children waiting in accept(); fork a new one whenever one
+        takes a connection; reap the children that exit (monitors and runtime commands stay
+        our children until they end). All the factory does (see the module docstring)."""
+        import select
+        import signal
 
-    def middle(self, fd: int) -> None:
-        """The forked child that reads the request and answers it; never returns."""
+        fork, waitpid = os.fork, os.waitpid
+        notify_r, self.notify_w = os.pipe2(os.O_CLOEXEC)
+        wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        signal.signal(signal.SIGCHLD, _ignore_signal)  # a handler: its wake-up ends select()
+        signal.set_wakeup_fd(self.wake_w)
+        self.notify_r, self.wake_r = notify_r, wake_r
+        spares: set[int] = set()
+        pending = b""
+        while True:
+            while len(spares) < SPARES:
+                try:
+                    pid = fork()
+                except OSError as exc:  # EAGAIN, ENOMEM: clients wait in the backlog
+                    _log(f"fork: {exc}")
+                    time.sleep(0.1)
+                    break
+                if pid == 0:
+                    self.spare()
+                spares.add(pid)
+            ready, _, _ = select.select([notify_r, wake_r], [], [], None if spares else 0.1)
+            if wake_r in ready:
+                _drain(wake_r)
+            if notify_r in ready:
+                pending += os.read(notify_r, 4096)
+                *lines, pending = pending.split(b"\n")
+                for line in lines:  # "c<pid>": took a connection; "x<pid>": asked us to exit
+                    if line[1:].isdigit():
+                        spares.discard(int(line[1:]))
+                    if line[:1] == b"x":
+                        self.stop_spares(spares)
+                        return
+            while True:  # reap; a spare that died unannounced is replaced
+                try:
+                    pid, _status = waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                spares.discard(pid)
+
+    @staticmethod
+    def stop_spares(spares: set[int]) -> None:
+        for pid in spares:
+            assert pid > 1
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+    def spare(self) -> None:
+        """A forked child: wait for one connection, answer it; never returns. The spare
+        becomes the monitor (or the runtime command) itself: no fork between the daemon's
+        connect and the monitor's first step. While it waits, it dies with the factory
+        (PDEATHSIG), so that a killed factory leaves no process holding its socket."""
+        import signal
+
         code = 1
         try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in (self.lock_fd, self.notify_r, self.wake_r, self.wake_w):
+                os.close(fd)  # the lock: a monitor holding it would keep every new factory out
+            factory = os.getppid()
+            self.S.SYS.prctl(self.S.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != factory:
+                os._exit(0)
+            while True:
+                try:
+                    fd, _ = self.sock._accept()
+                    break
+                except OSError as exc:  # ECONNABORTED: the next one
+                    _log(f"accept: {exc}")
+            self.S.SYS.prctl(self.S.PR_SET_PDEATHSIG, 0)
+            os.write(self.notify_w, b"c%d\n" % os.getpid())
             os.close(self.sock.fileno())  # the object is never used again here
-            os.close(self.lock_fd)  # a monitor holding it would keep every new factory out
             conn = socket.socket(fileno=fd)
             code = self.handle(conn)
         except BaseException as exc:
@@ -250,6 +307,11 @@ class Factory:
         try:
             msg = _read_message(conn, P, fds)
             op = msg.get("op")
+            if op == "exit":
+                conn.sendall(P.encode({"ok": True}))
+                os.write(self.notify_w, b"x%d\n" % os.getpid())
+                return 0
+            os.close(self.notify_w)  # not for a monitor to keep
             if op == "runtime":
                 return self.runtime(msg, fds, conn)
             if op == "spawn":
@@ -257,9 +319,6 @@ class Factory:
             if op == "ping":
                 conn.sendall(P.encode({"ok": True, "pid": os.getppid(), "version": P.PROTOCOL_VERSION}))
                 return 0
-            if op == "exit":
-                conn.sendall(P.encode({"ok": True}))
-                return _EXIT_REQUESTED
             raise InvalidArgument(f"unknown operation {op!r}")
         except Exception as exc:
             try:
@@ -276,8 +335,6 @@ class Factory:
         argv = msg.get("argv")
         if len(fds) != 3 or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
             raise InvalidArgument("runtime: argv (strings) and three file descriptors expected")
-        if os.fork():
-            return 0  # the middle exits; the runtime is re-parented like a monitor
         code = 255
         try:
             for target, fd in enumerate(fds):
@@ -304,8 +361,6 @@ class Factory:
             os._exit(code)
 
     def spawn(self, req, conn: socket.socket) -> int:
-        if os.fork():
-            return 0  # the middle exits: the monitor is re-parented to init (or a subreaper)
         code = 1
         try:
             conn.settimeout(None)
@@ -315,6 +370,18 @@ class Factory:
             _log(f"{req.container_id}: monitor failed: {exc!r}")
         finally:
             os._exit(code)
+
+
+def _ignore_signal(_signum, _frame) -> None:
+    pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _read_message(conn: socket.socket, P, fds: list[int] | None = None) -> dict:

@@ -251,6 +251,8 @@ class Monitor:
         self.master: int | None = None
         self.console: socket.socket | None = None
         self.oom_before = 0
+        self.cgroups_path: str | None = None
+        self.lean_start = False
         self.logfile: jsonlog.JSONFileWriter | None = None
         self.undo: list = []  # performed in reverse when the start fails
         self.modules_at_fork = len(sys.modules)
@@ -307,6 +309,7 @@ class Monitor:
         if "error" in reply:
             raise _start_failed(reply)
         self.pid, self.oom_before = reply["pid"], reply["oom_kills"]
+        self.cgroups_path, self.lean_start = reply.get("cgroups_path"), reply.get("lean_start")
         self.undo.append(lambda: runtimes.in_child(runtimes.teardown_container, req))
         if self.console is not None:
             self.receive_console()
@@ -542,7 +545,10 @@ class Monitor:
         self._live()
         if self.status != CREATED:
             raise Conflict(f"container {self.req.container_id} is already started")
-        reply = runtimes.in_child(runtimes.start_created, self.req)
+        if self.lean_start:
+            reply = runtimes.start_lean(self.req)
+        else:
+            reply = runtimes.in_child(runtimes.start_created, self.req)
         if "error" in reply:
             kind = P.StartKind(reply.get("start_kind", P.StartKind.FAILED))
             reply = {"error": reply["error"], "kind": "start_failed", "start_kind": str(kind)}
@@ -630,8 +636,10 @@ class Monitor:
         cid = self.req.container_id
         self.drop(self.pidfd)
         finished_at = jsonlog.format_time()
-        # kills what is left in the cgroup, so that the output pipes reach EOF
-        reply = runtimes.in_child(runtimes.teardown_container, self.req)
+        # kills what is left in the cgroup, so that the output pipes reach EOF; in this
+        # process (no helper): a monitor whose init has exited is about to end, so what
+        # the teardown writes to its heap no longer costs anything
+        reply = runtimes.teardown_container(self.req, self.cgroups_path)
         for warning in reply.get("warnings", []) + ([reply["error"]] if "error" in reply else []):
             log.warning("%s: %s", cid, warning)
         oom = reply.get("oom_kills", 0) > self.oom_before

@@ -220,7 +220,10 @@ def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: s
         ooms = oom_kills(config, req.container_id)
         if req.start:
             rt.start(req.container_id)
-        return {"ok": True, "pid": pid, "oom_kills": ooms}
+        hooks = config.get("hooks") or {}
+        return {"ok": True, "pid": pid, "oom_kills": ooms,
+                "cgroups_path": (config.get("linux") or {}).get("cgroupsPath"),
+                "lean_start": isinstance(rt, LibraryRuntime) and not hooks.get("poststart")}
     except BaseException as exc:
         reply = P.error_reply(exc)
         kind = (P.StartKind.CONFLICT if isinstance(exc, AlreadyExists)
@@ -242,20 +245,83 @@ def start_created(req: P.SpawnRequest) -> dict:
     return {"ok": True}
 
 
+def start_lean(req: P.SpawnRequest) -> dict:
+    """`start_created` for the runtime library and a container without poststart hooks,
+    done in the monitor itself (no helper to fork): write the exec fifo, as `Runtime.start`
+    does, without loading the runtime's saved state. An init that died before its start
+    leaves no reader on the fifo (ENXIO); a started container has no fifo left."""
+    from dockyard.errdefs import Conflict
+    from dockyard.runtime import state as st
+
+    cdir = st.ContainerDir(req.runtime_root, req.container_id)
+    try:
+        cdir.lock()
+    except FileNotFoundError:
+        return P.error_reply(Conflict("cannot start a container that has stopped"))
+    try:
+        try:
+            fd = os.open(cdir.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return P.error_reply(Conflict("cannot start an already running container"))
+        except OSError:
+            return P.error_reply(Conflict("cannot start a container that has stopped"))
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+        os.unlink(cdir.fifo)
+    finally:
+        cdir.unlock()
+    return {"ok": True}
+
+
+def start_lean(req: P.SpawnRequest) -> dict:
+    """`start_created` for the runtime library and a container without poststart hooks,
+    done in the monitor itself (no helper to fork): write the exec fifo, as `Runtime.start`
+    does, without loading the runtime's saved state. An init that died before its start
+    leaves no reader on the fifo (ENXIO); a started container has no fifo left."""
+    from dockyard.errdefs import Conflict
+    from dockyard.runtime import state as st
+
+    cdir = st.ContainerDir(req.runtime_root, req.container_id)
+    try:
+        cdir.lock()
+    except FileNotFoundError:
+        return P.error_reply(Conflict("cannot start a container that has stopped"))
+    try:
+        try:
+            fd = os.open(cdir.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return P.error_reply(Conflict("cannot start an already running container"))
+        except OSError:
+            return P.error_reply(Conflict("cannot start a container that has stopped"))
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+        os.unlink(cdir.fifo)
+    finally:
+        cdir.unlock()
+    return {"ok": True}
+
+
 def control(req: P.SpawnRequest, verb: str, *args) -> dict:
     """kill, pause or resume through the runtime."""
     getattr(runtime_for(req), verb)(req.container_id, *args)
     return {"ok": True}
 
 
-def teardown_container(req: P.SpawnRequest) -> dict:
+def teardown_container(req: P.SpawnRequest, cgroups_path: str | None = None) -> dict:
     """After the init's exit: the cgroup's OOM-kill count, then delete the container (which
     kills what is left in its cgroup) and unmount its root filesystem. Problems are
-    reported as ``warnings``: the exit is recorded whatever happens here."""
+    reported as ``warnings``: the exit is recorded whatever happens here. ``cgroups_path``:
+    the spec's, when the caller knows it (else config.json is read for it)."""
     warnings = []
     ooms = 0
     try:
-        ooms = oom_kills(read_config(req.bundle), req.container_id)
+        config = ({"linux": {"cgroupsPath": cgroups_path}} if cgroups_path is not None
+                  else read_config(req.bundle))
+        ooms = oom_kills(config, req.container_id)
     except DockyardError as exc:
         warnings.append(f"reading the OOM-kill count: {exc}")
     try:
