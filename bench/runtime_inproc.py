@@ -100,7 +100,7 @@ class Timer:
         struct.pack_into("q", self.shm, slot * 8, _clock())
 
     def child_marks(self) -> list[int]:
-        return list(struct.unpack_from("8q", self.shm, 0))
+        return list(struct.unpack_from("9q", self.shm, 0))
 
     def reset(self) -> None:
         self.cur = {}
@@ -147,6 +147,24 @@ def instrument(timer: Timer) -> None:
         send(self, msg)
 
     I.Channel.send = chan_send
+    s1, s2 = I.stage1, I.stage2
+
+    def stage1(cfg, chan, sys_=I.S.SYS):
+        timer.child_mark(6)
+        s1(cfg, chan, sys_)
+
+    def stage2(cfg, chan, sys_=I.S.SYS):
+        timer.child_mark(7)
+        s2(cfg, chan, sys_)
+
+    C.stage1, I.stage2 = stage1, stage2
+    spawn = C.Runtime._spawn
+
+    def spawn_marked(self, cfg, state):
+        timer.child_mark(8)
+        return spawn(self, cfg, state)
+
+    C.Runtime._spawn = spawn_marked
 
 
 def one_round(rt, bundle: str, cid: str, timer: Timer) -> None:
@@ -176,10 +194,12 @@ def one_round(rt, bundle: str, cid: str, timer: Timer) -> None:
         c["s2_finish"] = (m[4] - m[3]) / 1e6
     if m[4] and m[5]:
         c["s2_to_ready"] = (m[5] - m[4]) / 1e6
-    if m[0]:
-        c["spawn_to_prepare"] = (m[0] * 1.0 - t0) / 1e6 - c.get("load_spec", 0) - \
-            c.get("seccomp", 0) - c.get("cg_create", 0) - c.get("cg_resources", 0) - \
-            c.get("save_state", 0)  # rough: fork stage1 + unshare + fork stage2
+    if m[8] and m[6]:
+        c["fork_stage1"] = (m[6] - m[8]) / 1e6  # _spawn entered -> stage 1 runs
+    if m[6] and m[7]:
+        c["stage1"] = (m[7] - m[6]) / 1e6  # cgroup join, setns, unshare, fork stage 2
+    if m[7] and m[0]:
+        c["s2_start"] = (m[0] - m[7]) / 1e6  # setsid, RootfsSetup()
     c["create_other"] = c["create"] - sum(c.get(k, 0.0) for k in (
         "load_spec", "seccomp", "cg_create", "cg_resources", "save_state", "spawn"))
     timer.rounds.append(c)
@@ -194,7 +214,7 @@ def _wait_exit(pid: int) -> int:
 
 
 ORDER = ("create", "load_spec", "seccomp", "cg_create", "cg_resources", "save_state", "spawn",
-         "spawn_to_prepare", "s2_prepare", "s2_hooks_sync", "s2_pivot", "s2_finish",
+         "fork_stage1", "stage1", "s2_start", "s2_prepare", "s2_hooks_sync", "s2_pivot", "s2_finish",
          "s2_to_ready", "create_other", "start", "load_state", "wait", "delete", "cg_destroy")
 
 
