@@ -16,7 +16,7 @@ from dockyard.linux import syscalls as S
 from dockyard.runtime import plan, state as st
 from dockyard.runtime.control import ControlMixin
 from dockyard.runtime.hooks import run_hooks
-from dockyard.runtime.init import Channel, InitConfig, stage1
+from dockyard.runtime.init import Channel, InitConfig, single_fork_ok, stage1, stage2_direct
 from dockyard.spec.codec import from_json
 from dockyard.spec.runtime import Hooks, Process, Spec, load_spec
 
@@ -96,8 +96,10 @@ def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
 
 class Runtime(ControlMixin):
     def __init__(self, root: str = st.DEFAULT_ROOT, *, sys: S.Syscalls = S.SYS, log=None,
-                 cgroup_root: str = "/sys/fs/cgroup"):
+                 cgroup_root: str = "/sys/fs/cgroup", single_fork: bool = True):
         self.root = root
+        # fork stage 2 directly when stage 1 is not needed (`init.single_fork_ok`)
+        self.single_fork = single_fork
         self.sys = sys
         self.cgroup_root = cgroup_root
         self.log = log or (lambda level, msg: None)
@@ -262,11 +264,14 @@ class Runtime(ControlMixin):
         c_r, p_w = os.pipe()
         p_r, c_w = os.pipe()
         self.sys.set_child_subreaper()
-        first = os.fork()
+        direct = self.single_fork and single_fork_ok(cfg)
+        first = self._fork_direct(cfg) if direct else None
+        if first is None:
+            direct, first = False, os.fork()
         if first == 0:
             os.close(p_r)
             os.close(p_w)
-            stage1(cfg, Channel(c_r, c_w), self.sys)
+            (stage2_direct if direct else stage1)(cfg, Channel(c_r, c_w), self.sys)
         os.close(c_r)
         os.close(c_w)
         for fd in (cfg.console_fd, cfg.notify_fd):  # the children hold them now
@@ -274,6 +279,9 @@ class Runtime(ControlMixin):
                 os.close(fd)
         chan = _Parent(p_r, p_w)
         pid = 0
+        if direct:  # stage 2 is our child: what stage 1 would say ("pid N"), we know
+            pid = first
+            self._set_oom_score_adj(cfg, pid)
         # Stage 2 writes to the same pipe as stage 1: its "hooks"/"ready" may arrive before
         # stage 1's "pid" when stage 1 is descheduled after its fork. Hold them until then.
         deferred: list[str] = []
@@ -292,9 +300,7 @@ class Runtime(ControlMixin):
                 elif kind == "pid":
                     pid = int(arg)
                     os.waitpid(first, 0)
-                    if cfg.process.oom_score_adj is not None:
-                        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
-                            f.write(str(cfg.process.oom_score_adj))
+                    self._set_oom_score_adj(cfg, pid)
                 elif kind == "hooks":
                     self._create_runtime_hooks(cfg.spec, state, pid)
                     chan.ok()
@@ -304,6 +310,7 @@ class Runtime(ControlMixin):
                     raise InitError(arg)
         except BaseException:
             if pid:
+                assert pid > 1
                 os.kill(pid, _SIGKILL)
                 os.waitpid(pid, 0)
             else:
@@ -314,6 +321,37 @@ class Runtime(ControlMixin):
             raise
         finally:
             chan.close()
+
+    @staticmethod
+    def _set_oom_score_adj(cfg: InitConfig, pid: int) -> None:
+        if cfg.process.oom_score_adj is not None:
+            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+                f.write(str(cfg.process.oom_score_adj))
+
+    def _fork_direct(self, cfg: InitConfig) -> int | None:
+        """fork() with the child made pid 1 of a new pid namespace when the container has one;
+        None when we could not take our own pid namespace back afterwards (then stage 1 does).
+
+        unshare(CLONE_NEWPID) changes only the namespace this thread's next children are born
+        in; we set it back to our own right after the fork, so nothing else we fork (hooks)
+        lands in the container's namespace."""
+        if not cfg.ns_flags & S.CLONE_NEWPID:
+            return os.fork()
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:  # the same call as the one that undoes the unshare: is it allowed here?
+            self.sys.setns(own, S.CLONE_NEWPID)
+        except OSError:
+            os.close(own)
+            return None
+        pid = -1
+        try:
+            self.sys.unshare(S.CLONE_NEWPID)
+            pid = os.fork()
+            return pid
+        finally:
+            if pid != 0:  # not in the child: it stays pid 1 of the new namespace
+                self.sys.setns(own, S.CLONE_NEWPID)
+            os.close(own)
 
     def _write_id_maps(self, pid: int, spec: Spec) -> None:
         for name, maps in (("uid_map", spec.linux.uid_mappings), ("gid_map", spec.linux.gid_mappings)):

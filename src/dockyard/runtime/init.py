@@ -60,19 +60,59 @@ class InitConfig:
         self.bundle = bundle
 
 
+def _host_side(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
+    """The first steps of the first child, in the host's namespaces: drop the parent's fds,
+    become non-dumpable, join the cgroup, open the exec fifo."""
+    for fd in cfg.close_fds:
+        os.close(fd)
+    sys.set_dumpable(False)
+    _close_inherited(cfg, chan, sys)
+    if cfg.cgroup is not None:
+        cfg.cgroup.add_self()
+    # Open the exec fifo while still host root in the host's mount namespace: the fifo is
+    # the runtime's (mode 0622), which a user namespace's root or a joined mount
+    # namespace cannot reach. Stage 2 inherits the fd.
+    cfg.fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC) if cfg.fifo else None
+
+
+# Namespaces that only a process's children enter (pid, time: setns/unshare set the
+# "for children" namespace) or that must come first and be answered by the parent (user).
+_NEEDS_STAGE1 = S.CLONE_NEWUSER | S.CLONE_NEWTIME
+
+
+def single_fork_ok(cfg: InitConfig) -> bool:
+    """Whether stage 2 can be the runtime's own child, without stage 1: no user or time
+    namespace (new or joined), no pid namespace joined by path, no seccomp agent (it is told
+    stage 2's pid by stage 1), not an exec. The runtime then makes the new pid namespace for
+    its children only, forks stage 2 into it, and takes its own back (`spawn_direct`)."""
+    if cfg.is_exec or cfg.notify_fd is not None or cfg.ns_flags & _NEEDS_STAGE1:
+        return False
+    return not any(kind in ("user", "pid", "time") for kind, _ in cfg.ns_join)
+
+
+def stage2_direct(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
+    """Stage 1's work and then stage 2, in one process: the child of `spawn_direct`, already
+    pid 1 of its new pid namespace (when it has one). Never returns."""
+    try:
+        _host_side(cfg, chan, sys)
+        # open them all first: a joined mount namespace changes what the next paths name
+        fds = [(kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in cfg.ns_join]
+        for kind, fd in fds:
+            sys.setns(fd, S.NAMESPACE_FLAGS[kind])
+            os.close(fd)
+        flags = cfg.ns_flags & ~S.CLONE_NEWPID
+        if flags:
+            sys.unshare(flags)
+    except BaseException as exc:
+        _report(chan, exc)
+        os._exit(1)
+    stage2(cfg, chan, sys)
+
+
 def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
     code = 1
     try:
-        for fd in cfg.close_fds:
-            os.close(fd)
-        sys.set_dumpable(False)
-        _close_inherited(cfg, chan, sys)
-        if cfg.cgroup is not None:
-            cfg.cgroup.add_self()
-        # Open the exec fifo while still host root in the host's mount namespace: the fifo is
-        # the runtime's (mode 0622), which a user namespace's root or a joined mount
-        # namespace cannot reach. Stage 2 inherits the fd.
-        cfg.fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC) if cfg.fifo else None
+        _host_side(cfg, chan, sys)
         fds = [(kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in cfg.ns_join]
         for kind, fd in fds:
             if kind == "user":
