@@ -229,6 +229,9 @@ class LinuxSyscall(Struct):
 
 
 class LinuxSeccomp(Struct):
+    # decoded once per process for the same JSON (codec memo): a default profile is ~300 rules
+    _memo = True
+
     default_action: str
     default_errno_ret: int | None = None
     architectures: tuple[str, ...] = ()
