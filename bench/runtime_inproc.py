@@ -158,6 +158,14 @@ def instrument(timer: Timer) -> None:
         s2(cfg, chan, sys_)
 
     C.stage1, I.stage2 = stage1, stage2
+    if hasattr(C, "stage2_direct"):
+        s2d = C.stage2_direct
+
+        def stage2_direct(cfg, chan, sys_=I.S.SYS):
+            timer.child_mark(6)
+            s2d(cfg, chan, sys_)
+
+        C.stage2_direct = stage2_direct
     spawn = C.Runtime._spawn
 
     def spawn_marked(self, cfg, state):
@@ -195,9 +203,9 @@ def one_round(rt, bundle: str, cid: str, timer: Timer) -> None:
     if m[4] and m[5]:
         c["s2_to_ready"] = (m[5] - m[4]) / 1e6
     if m[8] and m[6]:
-        c["fork_stage1"] = (m[6] - m[8]) / 1e6  # _spawn entered -> stage 1 runs
+        c["fork"] = (m[6] - m[8]) / 1e6  # _spawn entered -> the child runs
     if m[6] and m[7]:
-        c["stage1"] = (m[7] - m[6]) / 1e6  # cgroup join, setns, unshare, fork stage 2
+        c["stage1"] = (m[7] - m[6]) / 1e6  # cgroup join, setns, unshare (, fork stage 2)
     if m[7] and m[0]:
         c["s2_start"] = (m[0] - m[7]) / 1e6  # setsid, RootfsSetup()
     c["create_other"] = c["create"] - sum(c.get(k, 0.0) for k in (
@@ -214,7 +222,7 @@ def _wait_exit(pid: int) -> int:
 
 
 ORDER = ("create", "load_spec", "seccomp", "cg_create", "cg_resources", "save_state", "spawn",
-         "fork_stage1", "stage1", "s2_start", "s2_prepare", "s2_hooks_sync", "s2_pivot", "s2_finish",
+         "fork", "stage1", "s2_start", "s2_prepare", "s2_hooks_sync", "s2_pivot", "s2_finish",
          "s2_to_ready", "create_other", "start", "load_state", "wait", "delete", "cg_destroy")
 
 
@@ -246,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--stage1", action="store_true",
+                    help="always fork stage 1 (Runtime(single_fork=False)), for comparison")
     ap.add_argument("--no-instrument", action="store_true",
                     help="time only create/start/wait/delete (no wrappers)")
     args = ap.parse_args(argv)
@@ -270,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             timer = Timer()
             if not args.no_instrument:
                 instrument(timer)
-            rt = Runtime(str(work / "root"))
+            kw = {"single_fork": False} if args.stage1 else {}
+            rt = Runtime(str(work / "root"), **kw)
             for i in range(args.warmup + args.runs):
                 one_round(rt, str(bundle), f"bench{os.getpid()}-{i}", timer)
             rounds = timer.rounds[args.warmup:]
