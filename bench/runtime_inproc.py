@@ -111,7 +111,7 @@ def instrument(timer: Timer) -> None:
     from dockyard.runtime import container as C, init as I, rootfs as R, state as st
     from dockyard.runtime.cgroups import v1, v2
 
-    timer.wrap(C, "load_spec", "load_spec")
+    timer.wrap(C, "read_spec" if hasattr(C, "read_spec") else "load_spec", "load_spec")
     timer.wrap(C.Runtime, "_compile_seccomp", "seccomp")
     timer.wrap(C.Runtime, "_apply_resources", "cg_resources")
     timer.wrap(C.Runtime, "_spawn", "spawn")

@@ -18,7 +18,7 @@ from dockyard.runtime.control import ControlMixin
 from dockyard.runtime.hooks import run_hooks
 from dockyard.runtime.init import Channel, InitConfig, single_fork_ok, stage1, stage2_direct
 from dockyard.spec.codec import from_json
-from dockyard.spec.runtime import Hooks, Process, Spec, load_spec
+from dockyard.spec.runtime import Hooks, Process, Spec, load_spec, read_spec
 
 _SIGKILL = 9
 
@@ -157,7 +157,7 @@ class Runtime(ControlMixin):
                console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
                no_new_keyring: bool = False) -> int:
         bundle = os.path.abspath(bundle)
-        spec = load_spec(os.path.join(bundle, "config.json"))
+        spec, spec_json, spec_text = read_spec(os.path.join(bundle, "config.json"))
         if spec.process is None:
             raise InvalidArgument("process: required to create a container")
         rootfs = os.path.normpath(os.path.join(bundle, spec.root.path))
@@ -180,8 +180,8 @@ class Runtime(ControlMixin):
             os.mkfifo(cdir.fifo, 0o622)
             state = {"id": container_id, "pid": 0, "status": st.CREATING, "bundle": bundle,
                      "rootfs": rootfs, "created": st.iso_now(), "state_dir": cdir.path,
-                     "spec": spec.to_json(), "cgroup": cg.path}
-            cdir.save(state)
+                     "spec": spec_json, "cgroup": cg.path}
+            cdir.save(state, spec_text)  # config.json as read: the verbs after create read it
             ns = plan.plan_namespaces(spec)
             console_fd = self._console_fd(console_socket)
             cfg = InitConfig(spec=spec, process=spec.process, rootfs=rootfs,
@@ -193,7 +193,7 @@ class Runtime(ControlMixin):
                              close_fds=cdir.lock_fds())
             pid = self._spawn(cfg, state)
             state.update(pid=pid, start_time=st.proc_start_time(pid), status=st.CREATED)
-            cdir.save(state)
+            cdir.save(state, spec_text)
             _write_pid_file(pid_file, pid)
             return pid
         except BaseException:

@@ -88,10 +88,22 @@ class ContainerDir:
         except FileNotFoundError:
             raise NotFound(f"container does not exist: {self.id}") from None
 
-    def save(self, state: dict) -> None:
+    def save(self, state: dict, spec_text: str | None = None) -> None:
+        """Write ``state``; with ``spec_text`` (the JSON text ``state["spec"]`` was decoded
+        from, as read from config.json), that text is written for "spec" as it is."""
         tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
-        with open(tmp, "w") as f:
-            f.write(jsonfast.dumps(state))
+        if spec_text is None:
+            data = jsonfast.dumps(state)
+        else:
+            rest = jsonfast.dumps({k: v for k, v in state.items() if k != "spec"})
+            data = f'{rest[:-1]}{"," if len(rest) > 2 else ""}"spec":{spec_text}}}'
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data.encode())
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.rename(tmp, os.path.join(self.path, STATE_FILE))
 
     def remove(self) -> None:

@@ -288,16 +288,23 @@ class Spec(Struct):
 
 def load_spec(path: str) -> Spec:
     """Read and validate a bundle's config.json."""
+    return read_spec(path)[0]
+
+
+def read_spec(path: str) -> tuple[Spec, dict, str]:
+    """`load_spec`, with the JSON object and text it was read from: a runtime keeps them in its
+    state as they are, rather than encoding the spec again."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         raise InvalidArgument(f"config.json: {path} does not exist") from None
     try:
-        data = jsonfast.loads(raw)
-    except ValueError as exc:
+        text = raw.decode("utf-8-sig")
+        data = jsonfast.loads(text)
+    except ValueError as exc:  # UnicodeDecodeError too
         raise InvalidArgument(f"config.json: not valid JSON: {exc}") from None
-    return Spec.from_json(data)
+    return Spec.from_json(data), data, text
 
 
 def parse_resources(data: object) -> LinuxResources:
