@@ -191,6 +191,12 @@ class Runtime(ControlMixin):
                              no_new_keyring=no_new_keyring, seccomp=seccomp,
                              notify_fd=self._seccomp_agent(spec, seccomp), bundle=bundle,
                              close_fds=cdir.lock_fds())
+            if any(m.type == "cgroup" for m in spec.mounts) and not any(
+                    kind == "mount" for kind, _ in ns.join):
+                # read here, warm, rather than in the init (the same mount namespace then)
+                from dockyard.runtime.rootfs import cgroup_mounts
+
+                cfg.cgroup_mounts = cgroup_mounts()
             pid = self._spawn(cfg, state)
             state.update(pid=pid, start_time=st.proc_start_time(pid), status=st.CREATED)
             cdir.save(state, spec_text)

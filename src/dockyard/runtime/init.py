@@ -58,6 +58,7 @@ class InitConfig:
         self.notify_fd = notify_fd  # connected to the seccomp agent (listenerPath), if any
         self.host_pid: int | None = None  # stage 2's pid as the host sees it, for the agent
         self.bundle = bundle
+        self.cgroup_mounts: dict | None = None  # the host's cgroup hierarchies, read ahead
 
 
 def _host_side(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
@@ -193,6 +194,7 @@ def _init_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
         in_userns=bool(linux and linux.namespace("user")),
         new_cgroupns=bool(cfg.ns_flags & S.CLONE_NEWCGROUP),
     )
+    setup.cgroup_hierarchies = cfg.cgroup_mounts
     if new_mntns:
         setup.prepare()
     chan.send("hooks")  # the parent runs prestart and createRuntime hooks now

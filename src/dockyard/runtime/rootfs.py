@@ -89,6 +89,9 @@ class RootfsSetup:
         self.in_userns = in_userns
         self.new_cgroupns = new_cgroupns
         self.mountinfo = "/proc/self/mountinfo"
+        # the host's cgroup hierarchies (`_cgroup_mounts`), when the runtime read them before
+        # the fork (the same mount namespace: none was joined)
+        self.cgroup_hierarchies: dict[str, tuple[str, str]] | None = None
 
     # -- before pivot_root ------------------------------------------------------------------
 
@@ -144,18 +147,49 @@ class RootfsSetup:
     def _mount_cgroup(self, step: plan.MountStep, target: str) -> None:
         """cgroup v1: a tmpfs with one directory per hierarchy; v2: the unified tree."""
         _mkdir_all(target)
-        hierarchies = _cgroup_mounts()
+        hierarchies = self.cgroup_hierarchies
+        if hierarchies is None:
+            hierarchies = _cgroup_mounts()
         if "" in hierarchies and len(hierarchies) == 1:  # pure cgroup v2
             self._mount_cgroup_dir(hierarchies[""], "", target, step.flags, "cgroup2")
         else:
             self.sys.mount("tmpfs", target, "tmpfs", step.flags & ~S.MS_RDONLY, "mode=755")
+            # Read-only binds of the hierarchies under a read-only tmpfs (Docker's default):
+            # bind them all, then one recursive mount_setattr instead of a remount each
+            attrs = self._setattr_flags(step.flags) if not self.new_cgroupns else None
             for name, (host_mount, options) in sorted(hierarchies.items()):
                 sub = os.path.join(target, name or "unified")
-                _mkdir_all(sub)
+                try:
+                    os.mkdir(sub, 0o755)
+                except FileExistsError:
+                    pass
                 fstype = "cgroup2" if not name else "cgroup"
-                self._mount_cgroup_dir((host_mount, options), name, sub, step.flags, fstype)
+                self._mount_cgroup_dir((host_mount, options), name, sub,
+                                       S.MS_REC if attrs else step.flags, fstype)
+            if attrs:
+                try:
+                    self.sys.mount_setattr(target, attrs)
+                    return
+                except OSError:  # an older kernel: remount each, as below
+                    for name in sorted(hierarchies):
+                        sub = os.path.join(target, name or "unified")
+                        self.sys.mount(None, sub, None, S.MS_BIND | S.MS_REMOUNT | step.flags
+                                       | _locked_flags(sub))
             if step.flags & S.MS_RDONLY:
                 self.sys.mount(None, target, None, S.MS_REMOUNT | step.flags)
+
+    def _setattr_flags(self, flags: int) -> int:
+        """MOUNT_ATTR_* for mount flags that are read-only plus only nosuid/nodev/noexec, when
+        mount_setattr may stand in for remounts; 0 otherwise (and for a `sys` whose mount is
+        not the kernel's: a recording fake sees the remounts)."""
+        if type(self.sys).mount is not S.Syscalls.mount or not hasattr(self.sys, "mount_setattr"):
+            return 0
+        table = ((S.MS_RDONLY, S.MOUNT_ATTR_RDONLY), (S.MS_NOSUID, S.MOUNT_ATTR_NOSUID),
+                 (S.MS_NODEV, S.MOUNT_ATTR_NODEV), (S.MS_NOEXEC, S.MOUNT_ATTR_NOEXEC))
+        rest = flags & ~S.MS_REC
+        if not flags & S.MS_RDONLY or rest & ~sum(ms for ms, _ in table):
+            return 0
+        return sum(attr for ms, attr in table if rest & ms)
 
     def _mount_cgroup_dir(self, host: tuple[str, str], name: str, target: str, flags: int,
                           fstype: str) -> None:
@@ -275,16 +309,34 @@ def _mount_of(path: str, mountinfo: str) -> tuple[str, str]:
 
 def _cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, tuple[str, str]]:
     """{hierarchy name: (host mount point, options for a new mount)}; "" names cgroup v2."""
+    with open(mountinfo, "rb") as f:
+        raw = f.read()
+    found = _cgroup_cache.get(raw)
+    if found is None:
+        found = _parse_cgroup_mounts(raw)
+        if len(_cgroup_cache) >= 4:
+            del _cgroup_cache[next(iter(_cgroup_cache))]
+        _cgroup_cache[raw] = found
+    return dict(found)
+
+
+cgroup_mounts = _cgroup_mounts  # for a warm process to parse its mountinfo ahead (a cache)
+
+_cgroup_cache: dict[bytes, dict[str, tuple[str, str]]] = {}
+
+
+def _parse_cgroup_mounts(raw: bytes) -> dict[str, tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}
-    with open(mountinfo) as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fstype, _src, superopts = (post.split() + ["", "", ""])[:3]
-            mountpoint = pre.split()[4]
-            if fstype == "cgroup2":
-                found.setdefault("", (mountpoint, ""))
-            elif fstype == "cgroup":
-                opts = [o for o in superopts.split(",") if o not in ("rw", "ro")]
-                name = os.path.basename(mountpoint)
-                found.setdefault(name, (mountpoint, ",".join(opts)))
+    for line in raw.decode().splitlines():
+        pre, _, post = line.partition(" - ")
+        if not post.startswith("cgroup"):  # "cgroup" and "cgroup2": the only ones we want
+            continue
+        fstype, _src, superopts = (post.split() + ["", "", ""])[:3]
+        mountpoint = pre.split()[4]
+        if fstype == "cgroup2":
+            found.setdefault("", (mountpoint, ""))
+        elif fstype == "cgroup":
+            opts = [o for o in superopts.split(",") if o not in ("rw", "ro")]
+            name = os.path.basename(mountpoint)
+            found.setdefault(name, (mountpoint, ",".join(opts)))
     return found
