@@ -117,7 +117,13 @@ class Runtime(ControlMixin):
 
     def _state_cgroup(self, state: dict):
         """The cgroup of a saved container, without decoding its whole spec (the verbs after
-        create need only this and the hooks; the seccomp profile alone is hundreds of rules)."""
+        create need only this and the hooks; the seccomp profile alone is hundreds of rules).
+        On cgroup v1, from the paths create saved when it was made under this cgroup root."""
+        saved = state.get("cgroup_v1")
+        if saved and saved.get("root") == self.cgroup_root.rstrip("/"):
+            from dockyard.runtime.cgroups.v1 import V1Manager
+
+            return V1Manager.restore(saved)
         return self._cgroup_at((state["spec"].get("linux") or {}).get("cgroupsPath"), state["id"])
 
     @staticmethod
@@ -129,16 +135,16 @@ class Runtime(ControlMixin):
         cdir = st.ContainerDir(self.root, container_id)
         return cdir, cdir.load()
 
-    def _status(self, state: dict) -> str:
+    def _status(self, state: dict, cg=None) -> str:
         status = st.status_of(state)
         # a frozen created container is "paused" too (runc), and `resume` makes it created again
-        if status in (st.RUNNING, st.CREATED) and self._frozen(state):
+        if status in (st.RUNNING, st.CREATED) and self._frozen(state, cg):
             return st.PAUSED
         return status
 
-    def _frozen(self, state: dict) -> bool:
+    def _frozen(self, state: dict, cg=None) -> bool:
         try:
-            return self._state_cgroup(state).frozen()
+            return (cg or self._state_cgroup(state)).frozen()
         except OSError:
             return False
 
@@ -181,6 +187,8 @@ class Runtime(ControlMixin):
             state = {"id": container_id, "pid": 0, "status": st.CREATING, "bundle": bundle,
                      "rootfs": rootfs, "created": st.iso_now(), "state_dir": cdir.path,
                      "spec": spec_json, "cgroup": cg.path}
+            if getattr(cg, "version", None) == 1:
+                state["cgroup_v1"] = cg.saved()
             cdir.save(state, spec_text)  # config.json as read: the verbs after create read it
             ns = plan.plan_namespaces(spec)
             console_fd = self._console_fd(console_socket)
@@ -448,7 +456,7 @@ class Runtime(ControlMixin):
         try:
             hooks = self._state_hooks(state)
             cg = self._state_cgroup(state)
-            status = self._status(state)
+            status = self._status(state, cg)
             if status in (st.RUNNING, st.PAUSED) and not force:
                 raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
             if status != st.STOPPED:

@@ -76,6 +76,21 @@ class V1Manager(CgroupManager):
     def __repr__(self) -> str:
         return f"V1Manager(root={self.root!r}, path={self.path!r})"
 
+    def saved(self) -> dict:
+        """What `restore` needs, for the container's state (as runc keeps its cgroup paths):
+        the verbs after create then neither list the hierarchies nor read /proc/self/cgroup."""
+        return {"root": self.root, "mounts": dict(self.mounts), "paths": dict(self.paths),
+                "path": self.path}
+
+    @classmethod
+    def restore(cls, saved: dict) -> V1Manager:
+        m = cls.__new__(cls)
+        CgroupManager.__init__(m)
+        m.root, m.mounts, m.paths, m.path = (saved["root"], dict(saved["mounts"]),
+                                             dict(saved["paths"]), saved["path"])
+        m.dirs = list(dict.fromkeys(m.paths.values()))
+        return m
+
     def _dir(self, controller: str) -> str:
         try:
             return self.paths[controller]
