@@ -205,9 +205,13 @@ class RootfsSetup:
             self.sys.mount(None, target, None, S.MS_BIND | S.MS_REMOUNT | flags | _locked_flags(target))
 
     def create_devices(self, devices: tuple[LinuxDevice, ...]) -> None:
+        made: set[str] = set()  # parent directories known to exist
         for dev in devices:
             target = secure_join(self.rootfs, dev.path)
-            _mkdir_all(os.path.dirname(target))
+            parent = os.path.dirname(target)
+            if parent not in made:
+                _mkdir_all(parent)
+                made.add(parent)
             if self.in_userns:
                 # mknod is not allowed in a user namespace: bind the host's node instead
                 if not os.path.exists(target):
@@ -216,10 +220,12 @@ class RootfsSetup:
                 continue
             kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[dev.type]
             mode = dev.file_mode if dev.file_mode is not None else 0o666
-            if os.path.lexists(target):
-                os.unlink(target)
             number = os.makedev(dev.major or 0, dev.minor or 0) if dev.type != "p" else 0
-            self.sys.mknod(target, kind | (mode & 0o7777), number)
+            try:
+                self.sys.mknod(target, kind | (mode & 0o7777), number)
+            except FileExistsError:  # replace what is there (an image's own node or file)
+                os.unlink(target)
+                self.sys.mknod(target, kind | (mode & 0o7777), number)
             os.chmod(target, mode & 0o7777)  # mknod applies the umask
             os.chown(target, dev.uid or 0, dev.gid or 0)
 
@@ -230,11 +236,13 @@ class RootfsSetup:
         links.append(("pts/ptmx", "/dev/ptmx"))
         for src, dst in links:
             target = secure_join(self.rootfs, dst)
-            if os.path.lexists(target):
+            try:
+                os.symlink(src, target)
+            except FileExistsError:
                 if dst != "/dev/ptmx":
                     continue
                 os.unlink(target)
-            os.symlink(src, target)
+                os.symlink(src, target)
 
     # -- the switch -------------------------------------------------------------------------
 
@@ -265,8 +273,12 @@ class RootfsSetup:
         linux = self.spec.linux
         if linux is not None:
             for key, value in linux.sysctl.items():
-                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-                    f.write(value)
+                fd = os.open("/proc/sys/" + key.replace(".", "/"),
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                try:
+                    os.write(fd, value.encode())
+                finally:
+                    os.close(fd)
             for path in linux.readonly_paths:
                 self.make_readonly(path)
             for path in linux.masked_paths:
@@ -282,12 +294,10 @@ class RootfsSetup:
 
     def mask(self, path: str) -> None:
         try:
-            is_dir = os.path.isdir(path) and not os.path.islink(path)
-        except OSError:
+            mode = os.lstat(path).st_mode
+        except OSError:  # nothing there
             return
-        if not os.path.lexists(path):
-            return
-        if is_dir:
+        if stat.S_ISDIR(mode):  # a directory itself, not a symlink to one
             self.sys.mount("tmpfs", path, "tmpfs", S.MS_RDONLY, None)
         else:
             self.sys.mount("/dev/null", path, "bind", S.MS_BIND)

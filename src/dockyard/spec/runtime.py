@@ -7,6 +7,8 @@ Every error names the offending field, as ``linux.namespaces[2].type: unknown na
 
 from __future__ import annotations
 
+import os
+
 from dockyard.spec import jsonfast
 from dockyard.errdefs import InvalidArgument
 from dockyard.spec.codec import F, Struct, from_json, to_json
@@ -295,10 +297,16 @@ def read_spec(path: str) -> tuple[Spec, dict, str]:
     """`load_spec`, with the JSON object and text it was read from: a runtime keeps them in its
     state as they are, rather than encoding the spec again."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidArgument(f"config.json: {path} does not exist") from None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+    finally:
+        os.close(fd)
     try:
         text = raw.decode("utf-8-sig")
         data = jsonfast.loads(text)
