@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--state-dir", default=None,
+                    help="where the runtime root goes (default: the work dir under /tmp); "
+                         "e.g. /dev/shm to see the state files on tmpfs")
     ap.add_argument("--stage1", action="store_true",
                     help="always fork stage 1 (Runtime(single_fork=False)), for comparison")
     ap.add_argument("--no-instrument", action="store_true",
@@ -281,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_instrument:
                 instrument(timer)
             kw = {"single_fork": False} if args.stage1 else {}
-            rt = Runtime(str(work / "root"), **kw)
+            state_root = (Path(tempfile.mkdtemp(prefix="dy-rtbench-", dir=args.state_dir))
+                          if args.state_dir else work / "root")
+            rt = Runtime(str(state_root), **kw)
             for i in range(args.warmup + args.runs):
                 one_round(rt, str(bundle), f"bench{os.getpid()}-{i}", timer)
             rounds = timer.rounds[args.warmup:]
@@ -294,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {k:22s} {v['median']:7.3f} {v['p90']:7.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if args.state_dir and "state_root" in locals():
+            shutil.rmtree(state_root, ignore_errors=True)
     return 0
 
 
