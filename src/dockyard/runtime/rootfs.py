@@ -51,7 +51,14 @@ def secure_join(root: str, unsafe: str) -> str:
 
 
 def _mkdir_all(path: str, mode: int = 0o755) -> None:
-    os.makedirs(path, mode=mode, exist_ok=True)
+    """os.makedirs(path, exist_ok=True), in one mkdir when the parent is there (the usual)."""
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, mode=mode, exist_ok=True)
 
 
 def _make_mountpoint(target: str, source_is_dir: bool) -> None:
@@ -119,9 +126,11 @@ class RootfsSetup:
         if step.fstype == "cgroup":
             return self._mount_cgroup(step, target)
         if step.is_bind:
-            if not os.path.exists(step.source):
-                raise InvalidArgument(f"mount source {step.source!r} does not exist")
-            _make_mountpoint(target, os.path.isdir(step.source))
+            try:
+                source_is_dir = stat.S_ISDIR(os.stat(step.source).st_mode)
+            except (OSError, ValueError):  # as os.path.exists: any failure is "not there"
+                raise InvalidArgument(f"mount source {step.source!r} does not exist") from None
+            _make_mountpoint(target, source_is_dir)
             self.sys.mount(step.source, target, "bind", step.flags & (S.MS_BIND | S.MS_REC))
             if step.remount_flags:
                 flags = step.remount_flags | _locked_flags(target)
