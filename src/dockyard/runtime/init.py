@@ -197,8 +197,10 @@ def _init_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
     setup.cgroup_hierarchies = cfg.cgroup_mounts
     if new_mntns:
         setup.prepare()
-    chan.send("hooks")  # the parent runs prestart and createRuntime hooks now
-    chan.wait_ok()
+    hooks = spec.hooks
+    if hooks and (hooks.prestart or hooks.create_runtime):
+        chan.send("hooks")  # the parent runs prestart and createRuntime hooks now
+        chan.wait_ok()
     if spec.hooks and spec.hooks.create_container:
         # still "creating": create has not finished (runtime spec, state.md; runc agrees)
         run_hooks(spec.hooks.create_container, _state(cfg, "creating"), "createContainer")
