@@ -189,7 +189,6 @@ class Runtime(ControlMixin):
                      "spec": spec_json, "cgroup": cg.path}
             if getattr(cg, "version", None) == 1:
                 state["cgroup_v1"] = cg.saved()
-            cdir.save(state, spec_text)  # config.json as read: the verbs after create read it
             ns = plan.plan_namespaces(spec)
             console_fd = self._console_fd(console_socket)
             cfg = InitConfig(spec=spec, process=spec.process, rootfs=rootfs,
@@ -205,7 +204,9 @@ class Runtime(ControlMixin):
                 from dockyard.runtime.rootfs import cgroup_mounts
 
                 cfg.cgroup_mounts = cgroup_mounts()
-            pid = self._spawn(cfg, state)
+            # the "creating" state is written while the init prepares the rootfs, on another
+            # CPU (config.json's text as read: the verbs after create read it)
+            pid = self._spawn(cfg, state, after_fork=lambda: cdir.save(state, spec_text))
             state.update(pid=pid, start_time=st.proc_start_time(pid), status=st.CREATED)
             cdir.save(state, spec_text)
             _write_pid_file(pid_file, pid)
@@ -273,8 +274,9 @@ class Runtime(ControlMixin):
         res = (spec.linux.resources if spec.linux else None) or LinuxResources()
         cg.set(res.replace(devices=plan.device_rules(spec)))
 
-    def _spawn(self, cfg: InitConfig, state: dict) -> int:
-        """Fork stage 1 and serve the init's messages until it is ready; returns its pid."""
+    def _spawn(self, cfg: InitConfig, state: dict, after_fork=None) -> int:
+        """Fork stage 1 and serve the init's messages until it is ready; returns its pid.
+        ``after_fork`` runs in this process once the child runs."""
         c_r, p_w = os.pipe()
         p_r, c_w = os.pipe()
         self.sys.set_child_subreaper()
@@ -295,11 +297,14 @@ class Runtime(ControlMixin):
         pid = 0
         if direct:  # stage 2 is our child: what stage 1 would say ("pid N"), we know
             pid = first
-            self._set_oom_score_adj(cfg, pid)
         # Stage 2 writes to the same pipe as stage 1: its "hooks"/"ready" may arrive before
         # stage 1's "pid" when stage 1 is descheduled after its fork. Hold them until then.
         deferred: list[str] = []
         try:
+            if direct:
+                self._set_oom_score_adj(cfg, pid)
+            if after_fork is not None:
+                after_fork()
             while True:
                 msg = deferred.pop(0) if pid and deferred else chan.recv()
                 if msg is None:
