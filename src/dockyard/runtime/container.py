@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from dockyard.errdefs import Conflict, DockyardError, InvalidArgument, NotFound
-from dockyard.linux import syscalls as S
+from dockyard.linux import capabilities as caps, syscalls as S
 from dockyard.runtime import plan, state as st
 from dockyard.runtime.control import ControlMixin
 from dockyard.runtime.hooks import run_hooks
@@ -198,6 +198,7 @@ class Runtime(ControlMixin):
                              no_new_keyring=no_new_keyring, seccomp=seccomp,
                              notify_fd=self._seccomp_agent(spec, seccomp), bundle=bundle,
                              close_fds=cdir.lock_fds())
+            caps.last_cap()  # read here once, warm; the init inherits it
             if any(m.type == "cgroup" for m in spec.mounts) and not any(
                     kind == "mount" for kind, _ in ns.join):
                 # read here, warm, rather than in the init (the same mount namespace then)
