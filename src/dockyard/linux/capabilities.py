@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
     "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
@@ -15,13 +17,25 @@ CAPABILITIES = (
 NUMBERS = {name: i for i, name in enumerate(CAPABILITIES)}
 
 
+_last_cap: int | None = None  # the kernel's: the same in every namespace, for its whole life
+
+
 def last_cap(proc: str = "/proc") -> int:
-    """The highest capability number this kernel knows."""
+    """The highest capability number this kernel knows (read once per process from /proc)."""
+    global _last_cap
+    if proc == "/proc" and _last_cap is not None:
+        return _last_cap
     try:
-        with open(f"{proc}/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
+        fd = os.open(f"{proc}/sys/kernel/cap_last_cap", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            value = int(os.read(fd, 32))
+        finally:
+            os.close(fd)
     except OSError:
         return len(CAPABILITIES) - 1
+    if proc == "/proc":
+        _last_cap = value
+    return value
 
 
 def mask(names, last: int) -> tuple[int, list[str]]:

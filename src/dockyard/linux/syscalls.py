@@ -80,6 +80,12 @@ _SYS_CAPSET = 126
 _SYS_KEYCTL = 250
 _SYS_CLOSE_RANGE = 436
 _SYS_RT_SIGACTION = 13
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new syscalls share it)
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
 KEYCTL_JOIN_SESSION_KEYRING = 1
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -87,6 +93,11 @@ TIOCSCTTY = 0x540E
 TIOCSWINSZ = 0x5414
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
 class _CapHeader(ctypes.Structure):
@@ -126,6 +137,16 @@ class Syscalls:
               data: str | None = None) -> None:
         ret = _lib().mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
         _check(ret, f"mount {source!r} on {target!r} (type {fstype}, flags {flags:#x}, data {data!r})")
+
+    def mount_setattr(self, target: str, attr_set: int, recursive: bool = True) -> None:
+        """mount_setattr(2) (Linux >= 5.12): set MOUNT_ATTR_* flags on the mount at ``target``
+        (and every mount below it when ``recursive``), keeping its other flags. OSError
+        (ENOSYS on older kernels) when it cannot."""
+        attr = _MountAttr(attr_set, 0, 0, 0)
+        flags = AT_RECURSIVE if recursive else 0
+        _check(_lib().syscall(_SYS_MOUNT_SETATTR, -100, _b(target), ctypes.c_uint(flags),
+                              ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+               f"mount_setattr {target!r} ({attr_set:#x})")
 
     def umount(self, target: str, flags: int = 0) -> None:
         _check(_lib().umount2(_b(target), flags), f"umount {target!r}")

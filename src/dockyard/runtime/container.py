@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 
 from dockyard.errdefs import Conflict, DockyardError, InvalidArgument, NotFound
-from dockyard.linux import syscalls as S
+from dockyard.linux import capabilities as caps, syscalls as S
 from dockyard.runtime import plan, state as st
 from dockyard.runtime.control import ControlMixin
 from dockyard.runtime.hooks import run_hooks
-from dockyard.runtime.init import Channel, InitConfig, stage1
+from dockyard.runtime.init import Channel, InitConfig, single_fork_ok, stage1, stage2_direct
 from dockyard.spec.codec import from_json
-from dockyard.spec.runtime import Hooks, Process, Spec, load_spec
+from dockyard.spec.runtime import Hooks, Process, Spec, load_spec, read_spec
 
 _SIGKILL = 9
 
@@ -96,8 +96,10 @@ def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
 
 class Runtime(ControlMixin):
     def __init__(self, root: str = st.DEFAULT_ROOT, *, sys: S.Syscalls = S.SYS, log=None,
-                 cgroup_root: str = "/sys/fs/cgroup"):
+                 cgroup_root: str = "/sys/fs/cgroup", single_fork: bool = True):
         self.root = root
+        # fork stage 2 directly when stage 1 is not needed (`init.single_fork_ok`)
+        self.single_fork = single_fork
         self.sys = sys
         self.cgroup_root = cgroup_root
         self.log = log or (lambda level, msg: None)
@@ -115,7 +117,13 @@ class Runtime(ControlMixin):
 
     def _state_cgroup(self, state: dict):
         """The cgroup of a saved container, without decoding its whole spec (the verbs after
-        create need only this and the hooks; the seccomp profile alone is hundreds of rules)."""
+        create need only this and the hooks; the seccomp profile alone is hundreds of rules).
+        On cgroup v1, from the paths create saved when it was made under this cgroup root."""
+        saved = state.get("cgroup_v1")
+        if saved and saved.get("root") == self.cgroup_root.rstrip("/"):
+            from dockyard.runtime.cgroups.v1 import V1Manager
+
+            return V1Manager.restore(saved)
         return self._cgroup_at((state["spec"].get("linux") or {}).get("cgroupsPath"), state["id"])
 
     @staticmethod
@@ -127,16 +135,16 @@ class Runtime(ControlMixin):
         cdir = st.ContainerDir(self.root, container_id)
         return cdir, cdir.load()
 
-    def _status(self, state: dict) -> str:
+    def _status(self, state: dict, cg=None) -> str:
         status = st.status_of(state)
         # a frozen created container is "paused" too (runc), and `resume` makes it created again
-        if status in (st.RUNNING, st.CREATED) and self._frozen(state):
+        if status in (st.RUNNING, st.CREATED) and self._frozen(state, cg):
             return st.PAUSED
         return status
 
-    def _frozen(self, state: dict) -> bool:
+    def _frozen(self, state: dict, cg=None) -> bool:
         try:
-            return self._state_cgroup(state).frozen()
+            return (cg or self._state_cgroup(state)).frozen()
         except OSError:
             return False
 
@@ -155,7 +163,7 @@ class Runtime(ControlMixin):
                console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
                no_new_keyring: bool = False) -> int:
         bundle = os.path.abspath(bundle)
-        spec = load_spec(os.path.join(bundle, "config.json"))
+        spec, spec_json, spec_text = read_spec(os.path.join(bundle, "config.json"))
         if spec.process is None:
             raise InvalidArgument("process: required to create a container")
         rootfs = os.path.normpath(os.path.join(bundle, spec.root.path))
@@ -178,8 +186,9 @@ class Runtime(ControlMixin):
             os.mkfifo(cdir.fifo, 0o622)
             state = {"id": container_id, "pid": 0, "status": st.CREATING, "bundle": bundle,
                      "rootfs": rootfs, "created": st.iso_now(), "state_dir": cdir.path,
-                     "spec": spec.to_json(), "cgroup": cg.path}
-            cdir.save(state)
+                     "spec": spec_json, "cgroup": cg.path}
+            if getattr(cg, "version", None) == 1:
+                state["cgroup_v1"] = cg.saved()
             ns = plan.plan_namespaces(spec)
             console_fd = self._console_fd(console_socket)
             cfg = InitConfig(spec=spec, process=spec.process, rootfs=rootfs,
@@ -189,9 +198,18 @@ class Runtime(ControlMixin):
                              no_new_keyring=no_new_keyring, seccomp=seccomp,
                              notify_fd=self._seccomp_agent(spec, seccomp), bundle=bundle,
                              close_fds=cdir.lock_fds())
-            pid = self._spawn(cfg, state)
+            caps.last_cap()  # read here once, warm; the init inherits it
+            if any(m.type == "cgroup" for m in spec.mounts) and not any(
+                    kind == "mount" for kind, _ in ns.join):
+                # read here, warm, rather than in the init (the same mount namespace then)
+                from dockyard.runtime.rootfs import cgroup_mounts
+
+                cfg.cgroup_mounts = cgroup_mounts()
+            # the "creating" state is written while the init prepares the rootfs, on another
+            # CPU (config.json's text as read: the verbs after create read it)
+            pid = self._spawn(cfg, state, after_fork=lambda: cdir.save(state, spec_text))
             state.update(pid=pid, start_time=st.proc_start_time(pid), status=st.CREATED)
-            cdir.save(state)
+            cdir.save(state, spec_text)
             _write_pid_file(pid_file, pid)
             return pid
         except BaseException:
@@ -257,16 +275,20 @@ class Runtime(ControlMixin):
         res = (spec.linux.resources if spec.linux else None) or LinuxResources()
         cg.set(res.replace(devices=plan.device_rules(spec)))
 
-    def _spawn(self, cfg: InitConfig, state: dict) -> int:
-        """Fork stage 1 and serve the init's messages until it is ready; returns its pid."""
+    def _spawn(self, cfg: InitConfig, state: dict, after_fork=None) -> int:
+        """Fork stage 1 and serve the init's messages until it is ready; returns its pid.
+        ``after_fork`` runs in this process once the child runs."""
         c_r, p_w = os.pipe()
         p_r, c_w = os.pipe()
         self.sys.set_child_subreaper()
-        first = os.fork()
+        direct = self.single_fork and single_fork_ok(cfg)
+        first = self._fork_direct(cfg) if direct else None
+        if first is None:
+            direct, first = False, os.fork()
         if first == 0:
             os.close(p_r)
             os.close(p_w)
-            stage1(cfg, Channel(c_r, c_w), self.sys)
+            (stage2_direct if direct else stage1)(cfg, Channel(c_r, c_w), self.sys)
         os.close(c_r)
         os.close(c_w)
         for fd in (cfg.console_fd, cfg.notify_fd):  # the children hold them now
@@ -274,10 +296,16 @@ class Runtime(ControlMixin):
                 os.close(fd)
         chan = _Parent(p_r, p_w)
         pid = 0
+        if direct:  # stage 2 is our child: what stage 1 would say ("pid N"), we know
+            pid = first
         # Stage 2 writes to the same pipe as stage 1: its "hooks"/"ready" may arrive before
         # stage 1's "pid" when stage 1 is descheduled after its fork. Hold them until then.
         deferred: list[str] = []
         try:
+            if direct:
+                self._set_oom_score_adj(cfg, pid)
+            if after_fork is not None:
+                after_fork()
             while True:
                 msg = deferred.pop(0) if pid and deferred else chan.recv()
                 if msg is None:
@@ -292,9 +320,7 @@ class Runtime(ControlMixin):
                 elif kind == "pid":
                     pid = int(arg)
                     os.waitpid(first, 0)
-                    if cfg.process.oom_score_adj is not None:
-                        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
-                            f.write(str(cfg.process.oom_score_adj))
+                    self._set_oom_score_adj(cfg, pid)
                 elif kind == "hooks":
                     self._create_runtime_hooks(cfg.spec, state, pid)
                     chan.ok()
@@ -304,6 +330,7 @@ class Runtime(ControlMixin):
                     raise InitError(arg)
         except BaseException:
             if pid:
+                assert pid > 1
                 os.kill(pid, _SIGKILL)
                 os.waitpid(pid, 0)
             else:
@@ -314,6 +341,37 @@ class Runtime(ControlMixin):
             raise
         finally:
             chan.close()
+
+    @staticmethod
+    def _set_oom_score_adj(cfg: InitConfig, pid: int) -> None:
+        if cfg.process.oom_score_adj is not None:
+            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+                f.write(str(cfg.process.oom_score_adj))
+
+    def _fork_direct(self, cfg: InitConfig) -> int | None:
+        """fork() with the child made pid 1 of a new pid namespace when the container has one;
+        None when we could not take our own pid namespace back afterwards (then stage 1 does).
+
+        unshare(CLONE_NEWPID) changes only the namespace this thread's next children are born
+        in; we set it back to our own right after the fork, so nothing else we fork (hooks)
+        lands in the container's namespace."""
+        if not cfg.ns_flags & S.CLONE_NEWPID:
+            return os.fork()
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:  # the same call as the one that undoes the unshare: is it allowed here?
+            self.sys.setns(own, S.CLONE_NEWPID)
+        except OSError:
+            os.close(own)
+            return None
+        pid = -1
+        try:
+            self.sys.unshare(S.CLONE_NEWPID)
+            pid = os.fork()
+            return pid
+        finally:
+            if pid != 0:  # not in the child: it stays pid 1 of the new namespace
+                self.sys.setns(own, S.CLONE_NEWPID)
+            os.close(own)
 
     def _write_id_maps(self, pid: int, spec: Spec) -> None:
         for name, maps in (("uid_map", spec.linux.uid_mappings), ("gid_map", spec.linux.gid_mappings)):
@@ -404,7 +462,7 @@ class Runtime(ControlMixin):
         try:
             hooks = self._state_hooks(state)
             cg = self._state_cgroup(state)
-            status = self._status(state)
+            status = self._status(state, cg)
             if status in (st.RUNNING, st.PAUSED) and not force:
                 raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
             if status != st.STOPPED:

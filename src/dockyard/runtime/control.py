@@ -51,7 +51,7 @@ class ControlMixin:
         cdir.lock()
         try:
             spec_json = state["spec"]
-            linux = spec_json.setdefault("linux", {})
+            linux = spec_json["linux"] = spec_json.get("linux") or {}  # null in config.json
             linux["resources"] = _merge(linux.get("resources") or {}, to_json(resources))
             spec = Spec.from_json(spec_json)
             res = spec.linux.resources

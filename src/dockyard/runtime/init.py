@@ -58,21 +58,62 @@ class InitConfig:
         self.notify_fd = notify_fd  # connected to the seccomp agent (listenerPath), if any
         self.host_pid: int | None = None  # stage 2's pid as the host sees it, for the agent
         self.bundle = bundle
+        self.cgroup_mounts: dict | None = None  # the host's cgroup hierarchies, read ahead
+
+
+def _host_side(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
+    """The first steps of the first child, in the host's namespaces: drop the parent's fds,
+    become non-dumpable, join the cgroup, open the exec fifo."""
+    for fd in cfg.close_fds:
+        os.close(fd)
+    sys.set_dumpable(False)
+    _close_inherited(cfg, chan, sys)
+    if cfg.cgroup is not None:
+        cfg.cgroup.add_self()
+    # Open the exec fifo while still host root in the host's mount namespace: the fifo is
+    # the runtime's (mode 0622), which a user namespace's root or a joined mount
+    # namespace cannot reach. Stage 2 inherits the fd.
+    cfg.fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC) if cfg.fifo else None
+
+
+# Namespaces that only a process's children enter (pid, time: setns/unshare set the
+# "for children" namespace) or that must come first and be answered by the parent (user).
+_NEEDS_STAGE1 = S.CLONE_NEWUSER | S.CLONE_NEWTIME
+
+
+def single_fork_ok(cfg: InitConfig) -> bool:
+    """Whether stage 2 can be the runtime's own child, without stage 1: no user or time
+    namespace (new or joined), no pid namespace joined by path, no seccomp agent (it is told
+    stage 2's pid by stage 1), not an exec. The runtime then makes the new pid namespace for
+    its children only, forks stage 2 into it, and takes its own back (`spawn_direct`)."""
+    if cfg.is_exec or cfg.notify_fd is not None or cfg.ns_flags & _NEEDS_STAGE1:
+        return False
+    return not any(kind in ("user", "pid", "time") for kind, _ in cfg.ns_join)
+
+
+def stage2_direct(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
+    """Stage 1's work and then stage 2, in one process: the child of `spawn_direct`, already
+    pid 1 of its new pid namespace (when it has one). Never returns."""
+    try:
+        _host_side(cfg, chan, sys)
+        # open them all first: a joined mount namespace changes what the next paths name
+        fds = [(kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in cfg.ns_join]
+        for kind, fd in fds:
+            sys.setns(fd, S.NAMESPACE_FLAGS[kind])
+            os.close(fd)
+        flags = cfg.ns_flags & ~S.CLONE_NEWPID
+        if flags:
+            sys.unshare(flags)
+    except BaseException as exc:
+        _report(chan, exc)
+        os._exit(1)
+    stage2(cfg, chan, sys)
 
 
 def stage1(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
     code = 1
     try:
-        for fd in cfg.close_fds:
-            os.close(fd)
-        sys.set_dumpable(False)
-        _close_inherited(cfg, chan, sys)
-        if cfg.cgroup is not None:
-            cfg.cgroup.add_self()
-        # Open the exec fifo while still host root in the host's mount namespace: the fifo is
-        # the runtime's (mode 0622), which a user namespace's root or a joined mount
-        # namespace cannot reach. Stage 2 inherits the fd.
-        cfg.fifo_fd = os.open(cfg.fifo, os.O_RDWR | os.O_CLOEXEC) if cfg.fifo else None
+        _host_side(cfg, chan, sys)
         fds = [(kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in cfg.ns_join]
         for kind, fd in fds:
             if kind == "user":
@@ -153,10 +194,13 @@ def _init_prepare(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
         in_userns=bool(linux and linux.namespace("user")),
         new_cgroupns=bool(cfg.ns_flags & S.CLONE_NEWCGROUP),
     )
+    setup.cgroup_hierarchies = cfg.cgroup_mounts
     if new_mntns:
         setup.prepare()
-    chan.send("hooks")  # the parent runs prestart and createRuntime hooks now
-    chan.wait_ok()
+    hooks = spec.hooks
+    if hooks and (hooks.prestart or hooks.create_runtime):
+        chan.send("hooks")  # the parent runs prestart and createRuntime hooks now
+        chan.wait_ok()
     if spec.hooks and spec.hooks.create_container:
         # still "creating": create has not finished (runtime spec, state.md; runc agrees)
         run_hooks(spec.hooks.create_container, _state(cfg, "creating"), "createContainer")

@@ -51,7 +51,14 @@ def secure_join(root: str, unsafe: str) -> str:
 
 
 def _mkdir_all(path: str, mode: int = 0o755) -> None:
-    os.makedirs(path, mode=mode, exist_ok=True)
+    """os.makedirs(path, exist_ok=True), in one mkdir when the parent is there (the usual)."""
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, mode=mode, exist_ok=True)
 
 
 def _make_mountpoint(target: str, source_is_dir: bool) -> None:
@@ -89,6 +96,9 @@ class RootfsSetup:
         self.in_userns = in_userns
         self.new_cgroupns = new_cgroupns
         self.mountinfo = "/proc/self/mountinfo"
+        # the host's cgroup hierarchies (`_cgroup_mounts`), when the runtime read them before
+        # the fork (the same mount namespace: none was joined)
+        self.cgroup_hierarchies: dict[str, tuple[str, str]] | None = None
 
     # -- before pivot_root ------------------------------------------------------------------
 
@@ -116,9 +126,11 @@ class RootfsSetup:
         if step.fstype == "cgroup":
             return self._mount_cgroup(step, target)
         if step.is_bind:
-            if not os.path.exists(step.source):
-                raise InvalidArgument(f"mount source {step.source!r} does not exist")
-            _make_mountpoint(target, os.path.isdir(step.source))
+            try:
+                source_is_dir = stat.S_ISDIR(os.stat(step.source).st_mode)
+            except (OSError, ValueError):  # as os.path.exists: any failure is "not there"
+                raise InvalidArgument(f"mount source {step.source!r} does not exist") from None
+            _make_mountpoint(target, source_is_dir)
             self.sys.mount(step.source, target, "bind", step.flags & (S.MS_BIND | S.MS_REC))
             if step.remount_flags:
                 flags = step.remount_flags | _locked_flags(target)
@@ -144,18 +156,49 @@ class RootfsSetup:
     def _mount_cgroup(self, step: plan.MountStep, target: str) -> None:
         """cgroup v1: a tmpfs with one directory per hierarchy; v2: the unified tree."""
         _mkdir_all(target)
-        hierarchies = _cgroup_mounts()
+        hierarchies = self.cgroup_hierarchies
+        if hierarchies is None:
+            hierarchies = _cgroup_mounts()
         if "" in hierarchies and len(hierarchies) == 1:  # pure cgroup v2
             self._mount_cgroup_dir(hierarchies[""], "", target, step.flags, "cgroup2")
         else:
             self.sys.mount("tmpfs", target, "tmpfs", step.flags & ~S.MS_RDONLY, "mode=755")
+            # Read-only binds of the hierarchies under a read-only tmpfs (Docker's default):
+            # bind them all, then one recursive mount_setattr instead of a remount each
+            attrs = self._setattr_flags(step.flags) if not self.new_cgroupns else None
             for name, (host_mount, options) in sorted(hierarchies.items()):
                 sub = os.path.join(target, name or "unified")
-                _mkdir_all(sub)
+                try:
+                    os.mkdir(sub, 0o755)
+                except FileExistsError:
+                    pass
                 fstype = "cgroup2" if not name else "cgroup"
-                self._mount_cgroup_dir((host_mount, options), name, sub, step.flags, fstype)
+                self._mount_cgroup_dir((host_mount, options), name, sub,
+                                       S.MS_REC if attrs else step.flags, fstype)
+            if attrs:
+                try:
+                    self.sys.mount_setattr(target, attrs)
+                    return
+                except OSError:  # an older kernel: remount each, as below
+                    for name in sorted(hierarchies):
+                        sub = os.path.join(target, name or "unified")
+                        self.sys.mount(None, sub, None, S.MS_BIND | S.MS_REMOUNT | step.flags
+                                       | _locked_flags(sub))
             if step.flags & S.MS_RDONLY:
                 self.sys.mount(None, target, None, S.MS_REMOUNT | step.flags)
+
+    def _setattr_flags(self, flags: int) -> int:
+        """MOUNT_ATTR_* for mount flags that are read-only plus only nosuid/nodev/noexec, when
+        mount_setattr may stand in for remounts; 0 otherwise (and for a `sys` whose mount is
+        not the kernel's: a recording fake sees the remounts)."""
+        if type(self.sys).mount is not S.Syscalls.mount or not hasattr(self.sys, "mount_setattr"):
+            return 0
+        table = ((S.MS_RDONLY, S.MOUNT_ATTR_RDONLY), (S.MS_NOSUID, S.MOUNT_ATTR_NOSUID),
+                 (S.MS_NODEV, S.MOUNT_ATTR_NODEV), (S.MS_NOEXEC, S.MOUNT_ATTR_NOEXEC))
+        rest = flags & ~S.MS_REC
+        if not flags & S.MS_RDONLY or rest & ~sum(ms for ms, _ in table):
+            return 0
+        return sum(attr for ms, attr in table if rest & ms)
 
     def _mount_cgroup_dir(self, host: tuple[str, str], name: str, target: str, flags: int,
                           fstype: str) -> None:
@@ -171,9 +214,13 @@ class RootfsSetup:
             self.sys.mount(None, target, None, S.MS_BIND | S.MS_REMOUNT | flags | _locked_flags(target))
 
     def create_devices(self, devices: tuple[LinuxDevice, ...]) -> None:
+        made: set[str] = set()  # parent directories known to exist
         for dev in devices:
             target = secure_join(self.rootfs, dev.path)
-            _mkdir_all(os.path.dirname(target))
+            parent = os.path.dirname(target)
+            if parent not in made:
+                _mkdir_all(parent)
+                made.add(parent)
             if self.in_userns:
                 # mknod is not allowed in a user namespace: bind the host's node instead
                 if not os.path.exists(target):
@@ -182,10 +229,12 @@ class RootfsSetup:
                 continue
             kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[dev.type]
             mode = dev.file_mode if dev.file_mode is not None else 0o666
-            if os.path.lexists(target):
-                os.unlink(target)
             number = os.makedev(dev.major or 0, dev.minor or 0) if dev.type != "p" else 0
-            self.sys.mknod(target, kind | (mode & 0o7777), number)
+            try:
+                self.sys.mknod(target, kind | (mode & 0o7777), number)
+            except FileExistsError:  # replace what is there (an image's own node or file)
+                os.unlink(target)
+                self.sys.mknod(target, kind | (mode & 0o7777), number)
             os.chmod(target, mode & 0o7777)  # mknod applies the umask
             os.chown(target, dev.uid or 0, dev.gid or 0)
 
@@ -196,11 +245,13 @@ class RootfsSetup:
         links.append(("pts/ptmx", "/dev/ptmx"))
         for src, dst in links:
             target = secure_join(self.rootfs, dst)
-            if os.path.lexists(target):
+            try:
+                os.symlink(src, target)
+            except FileExistsError:
                 if dst != "/dev/ptmx":
                     continue
                 os.unlink(target)
-            os.symlink(src, target)
+                os.symlink(src, target)
 
     # -- the switch -------------------------------------------------------------------------
 
@@ -231,8 +282,12 @@ class RootfsSetup:
         linux = self.spec.linux
         if linux is not None:
             for key, value in linux.sysctl.items():
-                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-                    f.write(value)
+                fd = os.open("/proc/sys/" + key.replace(".", "/"),
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                try:
+                    os.write(fd, value.encode())
+                finally:
+                    os.close(fd)
             for path in linux.readonly_paths:
                 self.make_readonly(path)
             for path in linux.masked_paths:
@@ -248,12 +303,10 @@ class RootfsSetup:
 
     def mask(self, path: str) -> None:
         try:
-            is_dir = os.path.isdir(path) and not os.path.islink(path)
-        except OSError:
+            mode = os.lstat(path).st_mode
+        except OSError:  # nothing there
             return
-        if not os.path.lexists(path):
-            return
-        if is_dir:
+        if stat.S_ISDIR(mode):  # a directory itself, not a symlink to one
             self.sys.mount("tmpfs", path, "tmpfs", S.MS_RDONLY, None)
         else:
             self.sys.mount("/dev/null", path, "bind", S.MS_BIND)
@@ -275,16 +328,34 @@ def _mount_of(path: str, mountinfo: str) -> tuple[str, str]:
 
 def _cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, tuple[str, str]]:
     """{hierarchy name: (host mount point, options for a new mount)}; "" names cgroup v2."""
+    with open(mountinfo, "rb") as f:
+        raw = f.read()
+    found = _cgroup_cache.get(raw)
+    if found is None:
+        found = _parse_cgroup_mounts(raw)
+        if len(_cgroup_cache) >= 4:
+            del _cgroup_cache[next(iter(_cgroup_cache))]
+        _cgroup_cache[raw] = found
+    return dict(found)
+
+
+cgroup_mounts = _cgroup_mounts  # for a warm process to parse its mountinfo ahead (a cache)
+
+_cgroup_cache: dict[bytes, dict[str, tuple[str, str]]] = {}
+
+
+def _parse_cgroup_mounts(raw: bytes) -> dict[str, tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}
-    with open(mountinfo) as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fstype, _src, superopts = (post.split() + ["", "", ""])[:3]
-            mountpoint = pre.split()[4]
-            if fstype == "cgroup2":
-                found.setdefault("", (mountpoint, ""))
-            elif fstype == "cgroup":
-                opts = [o for o in superopts.split(",") if o not in ("rw", "ro")]
-                name = os.path.basename(mountpoint)
-                found.setdefault(name, (mountpoint, ",".join(opts)))
+    for line in raw.decode().splitlines():
+        pre, _, post = line.partition(" - ")
+        if not post.startswith("cgroup"):  # "cgroup" and "cgroup2": the only ones we want
+            continue
+        fstype, _src, superopts = (post.split() + ["", "", ""])[:3]
+        mountpoint = pre.split()[4]
+        if fstype == "cgroup2":
+            found.setdefault("", (mountpoint, ""))
+        elif fstype == "cgroup":
+            opts = [o for o in superopts.split(",") if o not in ("rw", "ro")]
+            name = os.path.basename(mountpoint)
+            found.setdefault(name, (mountpoint, ",".join(opts)))
     return found

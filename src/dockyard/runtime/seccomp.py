@@ -350,6 +350,7 @@ def _check_notify_support() -> None:
 
 _cache: dict[tuple, SeccompFilter] = {}
 _CACHE_SIZE = 8
+_by_object: list[tuple[LinuxSeccomp, SeccompFilter]] = []
 
 
 def _plan_key(plan: SeccompPlan) -> tuple:
@@ -362,7 +363,12 @@ def compile_seccomp(sc: LinuxSeccomp) -> SeccompFilter:
     Unavailable when libseccomp or the kernel lacks something the config asks for.
 
     Generating the program for Docker's profile on x86_64 (three architectures) takes libseccomp
-    ~10 ms, so a process that starts many containers (the engine) reuses the last few results."""
+    ~10 ms, so a process that starts many containers (the engine) reuses the last few results;
+    the very same (frozen) LinuxSeccomp, which the codec hands out again for the same JSON, is
+    not even planned again."""
+    for seen, flt in _by_object:
+        if seen is sc:
+            return flt
     plan = plan_seccomp(sc)
     key = _plan_key(plan)
     flt = _cache.get(key)
@@ -371,6 +377,9 @@ def compile_seccomp(sc: LinuxSeccomp) -> SeccompFilter:
         if len(_cache) >= _CACHE_SIZE:
             del _cache[next(iter(_cache))]
         _cache[key] = flt
+    if len(_by_object) >= _CACHE_SIZE:
+        del _by_object[0]
+    _by_object.append((sc, flt))  # holds sc: its id is not reused while it is here
     return flt
 
 

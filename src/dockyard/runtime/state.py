@@ -30,11 +30,23 @@ def check_id(container_id: str) -> None:
         raise InvalidArgument(f"invalid container id format: {container_id!r}")
 
 
+def read_all(path: str) -> bytes:
+    """A file's bytes with plain os calls (open, read until EOF, close): no buffered file
+    object, whose fstat/ioctl/lseek calls cost more than the read on these small files."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def proc_start_time(pid: int, proc: str = "/proc") -> int | None:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks), or None if the pid is gone or a zombie."""
     try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            stat = f.read()
+        stat = read_all(f"{proc}/{pid}/stat")
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = stat[stat.rindex(b")") + 2:].split()
@@ -83,15 +95,26 @@ class ContainerDir:
 
     def load(self) -> dict:
         try:
-            with open(os.path.join(self.path, STATE_FILE), "rb") as f:
-                return jsonfast.loads(f.read())
+            return jsonfast.loads(read_all(os.path.join(self.path, STATE_FILE)))
         except FileNotFoundError:
             raise NotFound(f"container does not exist: {self.id}") from None
 
-    def save(self, state: dict) -> None:
+    def save(self, state: dict, spec_text: str | None = None) -> None:
+        """Write ``state``; with ``spec_text`` (the JSON text ``state["spec"]`` was decoded
+        from, as read from config.json), that text is written for "spec" as it is."""
         tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
-        with open(tmp, "w") as f:
-            f.write(jsonfast.dumps(state))
+        if spec_text is None:
+            data = jsonfast.dumps(state)
+        else:
+            rest = jsonfast.dumps({k: v for k, v in state.items() if k != "spec"})
+            data = f'{rest[:-1]}{"," if len(rest) > 2 else ""}"spec":{spec_text}}}'
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data.encode())
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.rename(tmp, os.path.join(self.path, STATE_FILE))
 
     def remove(self) -> None:

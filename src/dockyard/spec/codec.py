@@ -136,7 +136,7 @@ def decode(tp: object, value: object, path: str) -> object:
                 raise InvalidArgument(f"{path}: expected an object, got {_kind(value)}")
             return {k: decode(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, Struct):
-        return from_json(tp, value, path)
+        return _from_json_slow(tp, value, path)
     if tp is object or tp is dict:
         return value
     if tp is int:
@@ -163,7 +163,23 @@ def _kind_name(tp: type) -> str:
 
 
 def from_json(cls: type[Struct], data: object, path: str = "") -> object:
-    """Build record ``cls`` from a JSON object; unknown keys are kept in ``extra``."""
+    """Build record ``cls`` from a JSON object; unknown keys are kept in ``extra``.
+
+    Runs the class's compiled decoder (`_decoder`), which checks types without naming paths;
+    on the first value it does not accept, the whole object is decoded again by the
+    field-by-field path that names the offending field (the same result, the same error)."""
+    fast = _decoders.get(cls)
+    if fast is None:
+        fast = _decoder(cls)
+    if fast is not _NO_FAST:
+        try:
+            return fast(data)
+        except _Slow:
+            pass
+    return _from_json_slow(cls, data, path)
+
+
+def _from_json_slow(cls: type[Struct], data: object, path: str = "") -> object:
     if not isinstance(data, dict):
         raise InvalidArgument(f"{path or cls.__name__}: expected an object, got {_kind(data)}")
     hints = cls.field_types()
@@ -179,6 +195,158 @@ def from_json(cls: type[Struct], data: object, path: str = "") -> object:
             raise InvalidArgument(f"{sub}: required field is missing")
     kw["_extra"] = {k: v for k, v in data.items() if k not in known}
     return cls(**kw)
+
+
+# -- compiled decoders ------------------------------------------------------------------------
+#
+# One closure per type, built once from the field tables: no isinstance chains, no path strings,
+# records made without keyword unpacking. They accept exactly what `decode` accepts and build
+# the same values; anything else raises _Slow, and `from_json` decodes again the slow way for
+# its error (or, should a decoder be stricter than `decode`, for the value).
+
+
+class _Slow(Exception):
+    """A compiled decoder met a value it does not accept."""
+
+
+def _NO_FAST(value: object) -> object:  # marks a type with no compiled decoder
+    raise _Slow
+
+
+_decoders: dict[object, object] = {}
+
+# Records decoded from the very same JSON text are shared (they are frozen): Docker's default
+# seccomp profile, hundreds of rules, is decoded once per process, not once per container.
+_MEMO_SIZE = 8
+
+
+def _decoder(tp: object):
+    """The compiled decoder for ``tp`` (_NO_FAST when the codec cannot compile it)."""
+    fn = _decoders.get(tp)
+    if fn is None:
+        try:
+            fn = _compile(tp)
+        except Exception:  # noqa: BLE001 - a type only `decode` knows how to refuse
+            fn = _NO_FAST
+        _decoders[tp] = fn
+    return fn
+
+
+def _compile(tp: object):
+    if isinstance(tp, types.UnionType):  # X | None
+        args = [a for a in tp.__args__ if a is not type(None)]
+        inner = _decoder(args[0])
+        if inner is _NO_FAST:
+            return _NO_FAST
+
+        def optional(v):
+            return None if v is None else inner(v)
+        return optional
+    if isinstance(tp, types.GenericAlias):
+        origin, args = tp.__origin__, tp.__args__
+        if origin is tuple:
+            item = args[0]
+            if item is str or item is int or item is bool:
+                def scalars(v, t=item):
+                    if type(v) is not list:
+                        raise _Slow
+                    for x in v:
+                        if type(x) is not t:
+                            raise _Slow
+                    return tuple(v)
+                return scalars
+            inner = _decoder(item)
+            if inner is _NO_FAST:
+                return _NO_FAST
+
+            def array(v):
+                if type(v) is not list:
+                    raise _Slow
+                return tuple([inner(x) for x in v])
+            return array
+        if origin is dict:
+            inner = _decoder(args[1])
+            if inner is _NO_FAST:
+                return _NO_FAST
+
+            def mapping(v):
+                if type(v) is not dict:
+                    raise _Slow
+                return {k: inner(x) for k, x in v.items()}
+            return mapping
+        return _NO_FAST
+    if isinstance(tp, type) and issubclass(tp, Struct):
+        return _compile_struct(tp)
+    if tp is object or tp is dict:
+        return lambda v: v
+    if tp is int or tp is bool or tp is str:
+        def scalar(v, t=tp):
+            if type(v) is not t:
+                raise _Slow
+            return v
+        return scalar
+    if tp is float:
+        def number(v):
+            if type(v) is not int and type(v) is not float:
+                raise _Slow
+            return float(v)
+        return number
+    return _NO_FAST
+
+
+def _compile_struct(cls: type[Struct]):
+    rows: list = []
+
+    def record(v):
+        if type(v) is not dict:
+            raise _Slow
+        if memo is not None:
+            key = _memo_key(v)
+            hit = memo.get(key)
+            if hit is not None:
+                return hit
+        d = {}
+        for attr, key_, dec, default, factory in rows:
+            x = v.get(key_)
+            if x is not None:
+                d[attr] = dec(x)
+            elif factory is not None:
+                d[attr] = factory()
+            elif default is not _MISSING:
+                d[attr] = default
+            else:
+                raise _Slow  # required field missing
+        d["_extra"] = {} if v.keys() <= known else {k: x for k, x in v.items() if k not in known}
+        if plain:
+            obj = new(cls)
+            obj.__dict__.update(d)
+        else:
+            extra = d.pop("_extra")
+            obj = cls(_extra=extra, **d)
+        if memo is not None:
+            if len(memo) >= _MEMO_SIZE:
+                del memo[next(iter(memo))]
+            memo[key] = obj
+        return obj
+
+    _decoders[cls] = record  # before the fields: a record type may contain itself
+    hints = cls.field_types()
+    for attr, key, default, factory in cls._fields:
+        dec = _decoder(hints[attr])
+        if dec is _NO_FAST:
+            raise TypeError(f"codec cannot compile {hints[attr]!r}")
+        rows.append((attr, key, dec, default, factory))
+    known = frozenset(key for _, key, *_ in cls._fields)
+    plain = cls.__init__ is Struct.__init__
+    new = object.__new__
+    memo: dict[str, Struct] | None = {} if getattr(cls, "_memo", False) else None
+    return record
+
+
+def _memo_key(value: dict) -> str:
+    from dockyard.spec.jsonfast import dumps
+
+    return dumps(value)
 
 
 def encode(value: object) -> object:

@@ -7,6 +7,8 @@ Every error names the offending field, as ``linux.namespaces[2].type: unknown na
 
 from __future__ import annotations
 
+import os
+
 from dockyard.spec import jsonfast
 from dockyard.errdefs import InvalidArgument
 from dockyard.spec.codec import F, Struct, from_json, to_json
@@ -229,6 +231,9 @@ class LinuxSyscall(Struct):
 
 
 class LinuxSeccomp(Struct):
+    # decoded once per process for the same JSON (codec memo): a default profile is ~300 rules
+    _memo = True
+
     default_action: str
     default_errno_ret: int | None = None
     architectures: tuple[str, ...] = ()
@@ -285,16 +290,29 @@ class Spec(Struct):
 
 def load_spec(path: str) -> Spec:
     """Read and validate a bundle's config.json."""
+    return read_spec(path)[0]
+
+
+def read_spec(path: str) -> tuple[Spec, dict, str]:
+    """`load_spec`, with the JSON object and text it was read from: a runtime keeps them in its
+    state as they are, rather than encoding the spec again."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidArgument(f"config.json: {path} does not exist") from None
     try:
-        data = jsonfast.loads(raw)
-    except ValueError as exc:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+    finally:
+        os.close(fd)
+    try:
+        text = raw.decode("utf-8-sig")
+        data = jsonfast.loads(text)
+    except ValueError as exc:  # UnicodeDecodeError too
         raise InvalidArgument(f"config.json: not valid JSON: {exc}") from None
-    return Spec.from_json(data)
+    return Spec.from_json(data), data, text
 
 
 def parse_resources(data: object) -> LinuxResources:

@@ -163,3 +163,40 @@ def test_v2_manager_attaches_the_program(tmp_path):
     assert Loader.calls == [(f"{tmp_path}/c1", device_program(rules(*rs)))]
     m.set(None)
     assert len(Loader.calls) == 1
+
+
+def test_device_writes_leave_out_only_rules_that_change_nothing():
+    from dockyard.runtime.cgroups.v1 import device_writes
+    from dockyard.spec.runtime import LinuxDeviceCgroup as R
+
+    def rule(allow, kind=None, major=None, minor=None, access="rwm"):
+        return R(allow=allow, type=kind, major=major, minor=minor, access=access)
+
+    rules = [rule(False), rule(True, "c", 1, 3), rule(True, "c", 1, 5), rule(False, "c", 10, 229),
+             rule(True, "c", None, None, "m"), rule(True, "c", 1, 3),  # repeated: left out
+             rule(False, "c", 1, 5, "w"), rule(True, "c", 1, 5),  # a deny of 1:5 in between
+             rule(False, "c", 1, 5, "w"),  # the deny again, after an allow: written
+             rule(False), rule(True, "c", 1, 3)]  # "a" resets the list: written again
+    assert device_writes(rules) == [
+        (False, "a *:* rwm"), (True, "c 1:3 rwm"), (True, "c 1:5 rwm"), (False, "c 10:229 rwm"),
+        (True, "c *:* m"), (False, "c 1:5 w"), (True, "c 1:5 rwm"), (False, "c 1:5 w"),
+        (False, "a *:* rwm"), (True, "c 1:3 rwm")]
+
+
+_rule_strategy = st.builds(
+    lambda allow, kind, major, minor, access: __import__(
+        "dockyard.spec.runtime", fromlist=["x"]).LinuxDeviceCgroup(
+        allow=allow, type=kind, major=major, minor=minor, access=access),
+    st.booleans(), st.sampled_from([None, "a", "c", "b"]), st.sampled_from([None, 1, 5]),
+    st.sampled_from([None, 3, 9]), st.sampled_from(["rwm", "r", "w", "m", "rw", "wm"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_rule_strategy, max_size=12))
+def test_device_writes_keep_what_v1_ends_with(rules):
+    """What is left out changes nothing: v1's semantics (devices.effective_rules) agree."""
+    from dockyard.runtime.cgroups.devices import effective_rules
+    from dockyard.runtime.cgroups.v1 import _needed_rules
+
+    kept = [rules[i] for i, _ in _needed_rules(tuple(rules))]
+    assert effective_rules(kept) == effective_rules(rules)

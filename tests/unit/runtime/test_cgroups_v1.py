@@ -676,3 +676,14 @@ def test_a_removed_cgroup_is_not_found(tmp_path):
     for call in (m.stats, m.pids, lambda: m.add(1)):
         with pytest.raises(NotFound, match="c1"):
             call()
+
+
+def test_saved_manager_restores_the_same_paths(tmp_path):
+    from dockyard.runtime.cgroups.v1 import V1Manager
+
+    mounts = {"memory": str(tmp_path / "memory"), "cpu": str(tmp_path / "cpu,cpuacct"),
+              "cpuacct": str(tmp_path / "cpu,cpuacct")}
+    m = V1Manager(str(tmp_path), mounts, "/dockyard/c1", {"memory": "/user", "cpu": "/", "cpuacct": "/"})
+    r = V1Manager.restore(m.saved())
+    assert (r.root, r.mounts, r.paths, r.path, r.dirs) == (m.root, m.mounts, m.paths, m.path, m.dirs)
+    assert r.write is m.write and r.read is m.read

@@ -129,7 +129,7 @@ def test_spawn_holds_stage2_messages_until_stage1_reports_the_pid(monkeypatch):
     monkeypatch.setattr(C, "_Parent", FakeChan)
     monkeypatch.setattr(C.os, "fork", lambda: 1)
     monkeypatch.setattr(C.os, "waitpid", lambda *a: (1, 0))
-    rt = C.Runtime("/nonexistent", sys=RecordingSyscalls())
+    rt = C.Runtime("/nonexistent", sys=RecordingSyscalls(), single_fork=False)
     monkeypatch.setattr(rt, "_create_runtime_hooks", lambda spec, state, pid: hooks_pids.append(pid))
 
     class Cfg:

@@ -30,3 +30,30 @@ def test_missing_or_corrupt_cache_is_ignored(tmp_path):
     assert load_filter(str(path), "k") is None  # 3 bytes: not a BPF program
     path.write_text("not json")
     assert load_filter(str(path), "k") is None
+
+
+def test_the_same_record_is_not_planned_again(monkeypatch):
+    """The codec hands out one LinuxSeccomp per JSON text; compile_seccomp knows it by identity."""
+    from dockyard.runtime import seccomp as sc
+    from dockyard.spec.codec import from_json
+    from dockyard.spec.runtime import LinuxSeccomp
+
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+               "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}
+    rec = from_json(LinuxSeccomp, dict(profile), "linux.seccomp")
+    monkeypatch.setattr(sc, "_compile", lambda plan: SeccompFilter(RET_ALLOW, 0, False))
+    flt = sc.compile_seccomp(rec)
+    assert from_json(LinuxSeccomp, dict(profile), "linux.seccomp") is rec
+
+    def no_plan(_sc):
+        raise AssertionError("planned again")
+
+    monkeypatch.setattr(sc, "plan_seccomp", no_plan)
+    assert sc.compile_seccomp(rec) is flt
+    other = from_json(LinuxSeccomp, {**profile, "defaultAction": "SCMP_ACT_KILL"})
+    try:
+        sc.compile_seccomp(other)
+    except AssertionError:
+        pass  # another record is planned
+    else:
+        raise AssertionError("another profile reused the filter")

@@ -76,6 +76,21 @@ class V1Manager(CgroupManager):
     def __repr__(self) -> str:
         return f"V1Manager(root={self.root!r}, path={self.path!r})"
 
+    def saved(self) -> dict:
+        """What `restore` needs, for the container's state (as runc keeps its cgroup paths):
+        the verbs after create then neither list the hierarchies nor read /proc/self/cgroup."""
+        return {"root": self.root, "mounts": dict(self.mounts), "paths": dict(self.paths),
+                "path": self.path}
+
+    @classmethod
+    def restore(cls, saved: dict) -> V1Manager:
+        m = cls.__new__(cls)
+        CgroupManager.__init__(m)
+        m.root, m.mounts, m.paths, m.path = (saved["root"], dict(saved["mounts"]),
+                                             dict(saved["paths"]), saved["path"])
+        m.dirs = list(dict.fromkeys(m.paths.values()))
+        return m
+
     def _dir(self, controller: str) -> str:
         try:
             return self.paths[controller]
@@ -185,9 +200,8 @@ class V1Manager(CgroupManager):
         """One rule per write, in order. A leading deny-all writes "a" to devices.deny, which
         empties the exception list and makes the cgroup a whitelist (cgroup-v1/devices.rst)."""
         directory = self._dir("devices")
-        for rule in rules:
-            target = "devices.allow" if rule.allow else "devices.deny"
-            self.put(f"{directory}/{target}", device_rule(rule))
+        for allow, line in device_writes(rules):
+            self.put(f"{directory}/{'devices.allow' if allow else 'devices.deny'}", line)
 
     def _set_memory(self, mem) -> None:
         """memory.limit_in_bytes must never exceed memory.memsw.limit_in_bytes, so the order
@@ -505,6 +519,35 @@ class V1Manager(CgroupManager):
             put_nonzero(entry, "max", peak)
             entry["failcnt"] = failcnt
             hugetlb[size] = entry
+
+
+def device_writes(rules) -> list[tuple[bool, str]]:
+    """(allow, line) for each rule, in order, leaving out a rule that cannot change anything:
+    one written before, of the same kind for the same device, with no "a" rule (which resets
+    the list) and no rule of the other kind for that device in between. The kernel keeps one
+    exception per type:major:minor and merges or removes access bits on it, so such a rule
+    finds its bits already there (or already gone). Docker's default rules, with runc's
+    default devices appended, repeat seven of them."""
+    return [(bool(rules[i].allow), line) for i, line in _needed_rules(tuple(rules))]
+
+
+def _needed_rules(rules: tuple) -> list[tuple[int, str]]:
+    """(index, line) of the rules `device_writes` keeps."""
+    out: list[tuple[int, str]] = []
+    seen: set[tuple[bool, str]] = set()
+    for i, rule in enumerate(rules):
+        line = device_rule(rule)
+        allow = bool(rule.allow)
+        if line.startswith("a "):
+            seen.clear()
+        elif (allow, line) in seen:
+            continue
+        else:
+            device = line.rpartition(" ")[0]
+            seen = {(a, ln) for a, ln in seen if a == allow or ln.rpartition(" ")[0] != device}
+            seen.add((allow, line))
+        out.append((i, line))
+    return out
 
 
 def device_rule(rule) -> str:
