@@ -11,12 +11,13 @@ A create that fails leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
 import shutil
 import time
+
+import orjson
 
 from dockyard.errdefs import Conflict, InvalidArgument, NotFound, NotModified, System
 from dockyard.engine import logdrivers
@@ -380,16 +381,24 @@ class ContainerService(ContainerOpsMixin):
     def _write_bundle(self, c: Container, bundle: str, netns: str | None = None,
                       ns_paths: dict | None = None) -> dict:
         from dockyard.engine import ocispec
-        from dockyard.snapshot.mounts import mount_all
+        from dockyard.snapshot.mounts import NeedsMount, mount_all, read_without_mount
 
         rootfs = os.path.join(bundle, "rootfs")
         os.makedirs(rootfs, mode=0o711, exist_ok=True)
         self._unmount_rootfs(bundle)  # a leftover from a crash
         mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
         # the user's gid and supplementary groups come from the image's /etc/passwd and
-        # /etc/group (as dockerd reads them); the monitor mounts the rootfs again for the
-        # container itself
-        mount_all(mounts, rootfs)
+        # /etc/group (as dockerd reads them): from the layers, or through a mount of the
+        # rootfs where only the kernel can resolve them, or volumes need copy-up from it (the
+        # monitor mounts the rootfs again for the container itself)
+        etc = None
+        if not has_volumes(c):
+            try:
+                etc = {p: _decoded(read_without_mount(mounts, p)) for p in ocispec.ETC_USER_FILES}
+            except NeedsMount:
+                pass
+        if etc is None:
+            mount_all(mounts, rootfs)
         points = None
         try:
             cfg = self.engine.config
@@ -404,16 +413,17 @@ class ContainerService(ContainerOpsMixin):
                            "/etc/resolv.conf": c.resolv_path},
                 init_path=cfg.init_path, mount_points=points,
                 daemon=self.engine.volumes.daemon_options, netns_path=netns,
-                namespace_paths=ns_paths)
+                namespace_paths=ns_paths, etc_user_files=etc)
         except BaseException:
             if points is not None:
                 self.engine.volumes.unmount(c)
             raise
         finally:
-            self._unmount_rootfs(bundle)
+            if etc is None:
+                self._unmount_rootfs(bundle)
         tmp = os.path.join(bundle, ".config.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(spec, f)
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(spec))  # json.dump would take the pure-Python encoder
         os.rename(tmp, os.path.join(bundle, "config.json"))
         return self._spawn_fields(c, mounts)
 
@@ -797,6 +807,10 @@ def _read_text(path: str) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def _decoded(data: bytes | None) -> str | None:
+    return None if data is None else data.decode(errors="replace")
 
 
 def _rmtrees(paths: list) -> None:

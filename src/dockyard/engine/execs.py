@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+import orjson
+
 from dockyard.errdefs import Conflict, DockyardError, InvalidArgument, NotFound
 
 _CHUNK = 64 * 1024
@@ -158,8 +160,8 @@ class ExecService:
         work = tempfile.mkdtemp(prefix="exec-", dir=self.containers.exec_dir)
         try:
             process_file = os.path.join(work, "process.json")
-            with open(process_file, "w") as f:
-                json.dump(self._process(inst), f)
+            with open(process_file, "wb") as f:
+                f.write(orjson.dumps(self._process(inst)))
             await self._run(inst, work, process_file, reader, writer)
         finally:
             for name in os.listdir(work):

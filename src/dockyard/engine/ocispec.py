@@ -148,6 +148,9 @@ def resolve_process(config: Mapping | None, image: ImageConfig | None, *,
     return args, env, clean_path(workdir) if workdir else "/"
 
 
+ETC_USER_FILES = ("/etc/passwd", "/etc/group")  # what resolve_user reads
+
+
 def _read_in_rootfs(rootfs: str, path: str) -> str | None:
     target = secure_join(rootfs, path)
     try:
@@ -163,15 +166,17 @@ def _read_in_rootfs(rootfs: str, path: str) -> str | None:
         return None
 
 
-def resolve_user(user: str, rootfs: str, *, group_add: Sequence[str] = ()
-                 ) -> tuple[int, int, list[int]]:
+def resolve_user(user: str, rootfs: str, *, group_add: Sequence[str] = (),
+                 etc: Mapping[str, str | None] | None = None) -> tuple[int, int, list[int]]:
     """(uid, gid, additionalGids) for ``Config.User`` and ``HostConfig.GroupAdd``.
 
-    Names are looked up in the container's /etc/passwd and /etc/group (read inside ``rootfs``);
-    additionalGids are Docker's: the primary gid, the user's supplementary groups, then GroupAdd.
+    Names are looked up in the container's /etc/passwd and /etc/group (read inside ``rootfs``,
+    unless ``etc`` has them already: path -> content or None); additionalGids are Docker's:
+    the primary gid, the user's supplementary groups, then GroupAdd.
     """
-    passwd = _read_in_rootfs(rootfs, "/etc/passwd")
-    group = _read_in_rootfs(rootfs, "/etc/group")
+    if etc is None:
+        etc = {p: _read_in_rootfs(rootfs, p) for p in ETC_USER_FILES}
+    passwd, group = (etc.get(p) for p in ETC_USER_FILES)
     eu = etcfiles.exec_user(user or "", passwd, group)
     extra = etcfiles.additional_gids(group_add, group) if group_add else []
     return eu.uid, eu.gid, [eu.gid, *eu.sgids, *extra]
@@ -334,7 +339,8 @@ def container_spec(*, container_id: str, config: Mapping | None, host_config: Ma
                    namespace_paths: Mapping[str, str] | None = None,
                    shm_path: str | None = None, volumes: Mapping[str, str] | None = None,
                    mount_points: Sequence | None = None,
-                   daemon: DaemonOptions | None = None, host: HostInfo | None = None) -> dict:
+                   daemon: DaemonOptions | None = None, host: HostInfo | None = None,
+                   etc_user_files: Mapping[str, str | None] | None = None) -> dict:
     """config.json for a container, as dockerd's createSpec would write it.
 
     ``config``/``host_config``: the create request's Config and HostConfig (Docker's JSON).
@@ -345,7 +351,8 @@ def container_spec(*, container_id: str, config: Mapping | None, host_config: Ma
     ``volumes``: destination -> host path of volumes the volume layer prepared.
     ``mount_points``: the container's mount points as the engine resolved them at create
     (specmounts.MountPoint, volumes mounted and sources filled in); given, they replace the
-    parsing of Binds, Mounts and the image's volumes.
+    parsing of Binds, Mounts and the image's volumes. ``etc_user_files``: the container's
+    /etc/passwd and /etc/group already read (`resolve_user`), so ``rootfs`` need not be mounted.
     """
     host, daemon = host or HostInfo.probe(), daemon or DaemonOptions()
     # The stored HostConfig again (Config is the stored one too: its Hostname may be filled in
@@ -367,7 +374,7 @@ def container_spec(*, container_id: str, config: Mapping | None, host_config: Ma
         mounts.append({"destination": INIT_IN_CONTAINER, "type": "bind", "source": init_path,
                        "options": ["bind", "ro"]})
     uid, gid, gids = resolve_user(cfg.get("User") or "", rootfs,
-                                  group_add=hc.get("GroupAdd") or [])
+                                  group_add=hc.get("GroupAdd") or [], etc=etc_user_files)
     caps = tweak_capabilities(strslice(hc.get("CapAdd"), "HostConfig.CapAdd") or [],
                               strslice(hc.get("CapDrop"), "HostConfig.CapDrop") or [],
                               privileged, host)

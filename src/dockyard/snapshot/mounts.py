@@ -221,3 +221,79 @@ def unmount_all(target: str, sys: Syscalls = SYS, flags: int = 0) -> int:
         if not unmount(target, sys, flags):
             return count
     raise System(f"unmount {target}: still mounted after {_MAX_STACK} unmounts")
+
+
+# -- reading a file without mounting ------------------------------------------------------------
+
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+class NeedsMount(Exception):
+    """`read_without_mount` cannot answer with certainty: mount the snapshot and read there."""
+
+
+def read_without_mount(mounts: Sequence[Mount], path: str, limit: int = 1 << 20) -> bytes | None:
+    """The content of regular file ``path`` (absolute, inside the root) as ``mounts`` would show
+    it once mounted, read from the layer directories directly: what overlayfs would find (the
+    upper directory first, then each lower; a whiteout hides, an opaque directory stops the
+    search below it), or a bind mount's source. None if there is no regular file there.
+    NeedsMount when only the kernel can tell for sure: a symlink on the way (it resolves
+    inside the mounted root), a relative (compacted) lowerdir, any other mount type, more
+    than one mount, a file larger than ``limit``."""
+    if len(mounts) != 1:
+        raise NeedsMount(f"{len(mounts)} mounts")
+    m = mounts[0]
+    if m.type == "bind" and not m.target:
+        layers = [m.source]
+    elif m.type == "overlay" and not m.target:
+        opts = dict(o.split("=", 1) for o in m.options if "=" in o)
+        layers = ([opts["upperdir"]] if "upperdir" in opts else []) + \
+            [d for d in opts.get("lowerdir", "").split(":") if d]
+    else:
+        raise NeedsMount(f"a {m.type} mount")
+    if not layers or not all(os.path.isabs(d) for d in layers):
+        raise NeedsMount("relative layer paths")
+    parts = [p for p in path.split("/") if p and p != "."]
+    if not parts or ".." in parts:
+        raise NeedsMount(f"path {path!r}")
+    for layer in layers:
+        found, stop = _look_in_layer(layer, parts, overlay=m.type == "overlay")
+        if found is not None or stop:
+            if found is None:
+                return None
+            size = os.stat(found).st_size
+            if size > limit:
+                raise NeedsMount(f"{path}: {size} bytes")
+            with open(found, "rb") as f:
+                return f.read(limit + 1)
+    return None
+
+
+def _look_in_layer(layer: str, parts: list[str], *, overlay: bool) -> tuple[str | None, bool]:
+    """(the file in this layer, or None; whether the lower layers are hidden for the path)."""
+    import stat
+
+    cur = layer
+    opaque = False
+    for i, part in enumerate(parts):
+        cur = os.path.join(cur, part)
+        try:
+            st = os.lstat(cur)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, opaque  # not here; an opaque directory above hides the lower ones
+        except OSError as exc:
+            raise NeedsMount(f"{cur}: {exc.strerror}") from None
+        if overlay and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None, True  # a whiteout
+        if stat.S_ISLNK(st.st_mode):
+            raise NeedsMount(f"{cur} is a symlink")
+        if i == len(parts) - 1:
+            return (cur if stat.S_ISREG(st.st_mode) else None), True
+        if not stat.S_ISDIR(st.st_mode):
+            return None, True  # a file where a directory would be hides the path
+        if overlay:
+            try:
+                opaque = opaque or os.getxattr(cur, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
+            except OSError:
+                pass
+    return None, True

@@ -235,8 +235,10 @@ def _start_failed(reply: dict) -> StartFailed:
 
 
 class Monitor:
-    def __init__(self, req: P.SpawnRequest, report: socket.socket | None) -> None:
+    def __init__(self, req: P.SpawnRequest, report: socket.socket | None,
+                 prefork: runtimes.Prefork | None = None) -> None:
         self.req = req
+        self.prefork = prefork  # a helper forked ahead, for the start (else one is forked)
         self.report = report  # the spawn connection: told "started" (or why not), then closed
         self.epoll = select.epoll()
         self.endpoints: dict[int, Endpoint] = {}
@@ -264,10 +266,16 @@ class Monitor:
             self.prepare()
         except BaseException as exc:  # report it all: the daemon waits for an answer
             self.fail(exc)
+            if self.prefork is not None:
+                self.prefork.discard()
             return 1
         event = "started" if self.status == RUNNING else "created"
         self.tell({"event": event, "pid": self.pid, "started_at": self.started_at,
                    "monitor_pid": os.getpid()})
+        if self.prefork is not None:
+            # after the daemon has heard: the helper's exit makes the init our child, which
+            # reap() needs (the init's parent is the helper until then)
+            self.prefork.reap()
         self.loop()
         return 0
 
@@ -301,8 +309,11 @@ class Monitor:
             self.logfile = jsonlog.NoLog()
         stdio, theirs = self.make_stdio()
         try:
-            reply = runtimes.in_child(runtimes.start_container, req, stdio,
-                                      self.console and f"{req.state_dir}/{P.CONSOLE_SOCKET}")
+            console = self.console and f"{req.state_dir}/{P.CONSOLE_SOCKET}"
+            if self.prefork is not None:
+                reply = self.prefork.start_container(req, stdio, console)
+            else:
+                reply = runtimes.in_child(runtimes.start_container, req, stdio, console)
         finally:
             for fd in theirs:
                 os.close(fd)
@@ -702,7 +713,7 @@ def _unlink(name: str) -> None:
         pass
 
 
-def serve(req: P.SpawnRequest, report: socket.socket) -> int:
+def serve(req: P.SpawnRequest, report: socket.socket, prefork=None) -> int:
     """The monitor's life, in a process just forked for it. Returns its exit status."""
     os.setsid()  # its own session: no signal for the factory's group reaches it
     S.SYS.set_child_subreaper()  # the container's init, forked by the runtime, is our child
@@ -712,4 +723,4 @@ def serve(req: P.SpawnRequest, report: socket.socket) -> int:
         os.close(fd)
     except OSError:
         pass
-    return Monitor(req, report).run()
+    return Monitor(req, report, prefork).run()

@@ -67,6 +67,81 @@ def in_child(fn, *args) -> dict:
     return P.parse_message(b"".join(chunks).rstrip(b"\n"))
 
 
+class Prefork:
+    """A helper forked ahead of need (by an idle spare of the factory, before any request),
+    waiting for one `start_container` call: the spawn's path pays no fork for it. Its reply
+    is one line, read without waiting for its exit; the caller reaps it (`reap`) once the
+    daemon has heard. Closing the connection unused (`discard`) ends it."""
+
+    def __init__(self) -> None:
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            _prefork_main(theirs)
+        theirs.close()
+        self.sock, self.pid = ours, pid
+
+    def start_container(self, req: P.SpawnRequest, stdio: tuple[int, int, int],
+                        console: str | None) -> dict:
+        import socket
+
+        decoder = P.LineDecoder()
+        reply = None
+        try:
+            socket.send_fds(self.sock, [P.encode({"request": req.to_json(), "console": console})],
+                            list(stdio))
+            while reply is None and (data := self.sock.recv(4096)):
+                reply = decoder.next(data)
+        except OSError as exc:
+            return P.error_reply(exc)
+        finally:
+            self.sock.close()
+        if reply is None:
+            return {"error": "the monitor's helper process died", "kind": "system"}
+        return reply
+
+    def reap(self) -> None:
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+    def discard(self) -> None:
+        self.sock.close()
+        self.reap()
+
+
+def _prefork_main(sock) -> None:
+    """The preforked helper: one request (with the container's stdio), one reply line."""
+    import socket
+
+    reply: dict = {}
+    try:
+        decoder = P.LineDecoder()
+        data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 3)
+        msg = decoder.next(data) if data else None
+        while msg is None and data:
+            data = sock.recv(4096)
+            msg = decoder.next(data) if data else None
+        if msg is None:  # discarded (or its monitor died): nothing to do
+            os._exit(0)
+        if len(fds) != 3:
+            raise InvalidArgument(f"expected the container's 3 stdio descriptors, got {len(fds)}")
+        req = P.SpawnRequest.from_json(msg["request"])
+        os.chdir(req.state_dir)  # where the monitor is: the console socket's name is relative
+        reply = start_container(req, tuple(fds), msg.get("console"))
+    except BaseException as exc:
+        reply = P.error_reply(exc)
+    finally:
+        try:
+            sock.sendall(P.encode(reply))
+        finally:
+            os._exit(0)
+
+
 # -- runtimes -----------------------------------------------------------------------------------
 
 class LibraryRuntime:
