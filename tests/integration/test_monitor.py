@@ -317,7 +317,9 @@ def test_the_rootfs_is_mounted_for_the_container_and_unmounted_after(monitors):
         mounted = is_mountpoint(bundle / "rootfs")
         await asyncio.to_thread(wait_text, Path(req.log_path), "mounted")
         await handle.kill(9)
-        return handle, mounted, await handle.wait()
+        status = await handle.wait()
+        assert await handle.cleaned()  # the exit is told first, the teardown follows
+        return handle, mounted, status
 
     handle, mounted, status = run(scenario())
     assert mounted and status.exit_code == 137

@@ -40,6 +40,7 @@ class ArchiveService:
                     rootfs = os.path.join(svc.exec_dir, c.id, "rootfs")
                     fs = await asyncio.to_thread(ContainerFS.of_directory, rootfs, c.id)
             else:
+                await svc.settled(c)  # the last run's rootfs mount is gone
                 fs = await asyncio.to_thread(self._mount_stopped, c)
             try:
                 yield fs

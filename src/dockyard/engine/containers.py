@@ -57,6 +57,7 @@ class ContainerService(ContainerOpsMixin):
 
         self.monitors = MonitorClient(cfg.exec_root, os.path.join(cfg.exec_root, "runtime"))
         self._handles: dict[str, object] = {}
+        self._last_monitors: dict[str, object] = {}  # exited, maybe still tearing down
         self._exits: dict[str, asyncio.Condition] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -96,6 +97,15 @@ class ContainerService(ContainerOpsMixin):
 
         return [ContainerUse(c.id, c.state.Running) for c in self._containers.values()
                 if c.image_id == image_id]
+
+    async def settled(self, c: Container) -> None:
+        """Until the monitor of ``c``'s last run has deleted the runtime's container and
+        unmounted the rootfs: it tells the exit first and does that after. Before anything
+        that uses them again: a start, a mount of the stopped container, the removal of its
+        files."""
+        handle = self._last_monitors.pop(c.id, None)
+        if handle is not None and not await handle.cleaned():
+            log.warning("the monitor of %s did not finish its teardown in time", c.id)
 
     def _lock(self, c: Container) -> asyncio.Lock:
         return self._locks.setdefault(c.id, asyncio.Lock())
@@ -253,10 +263,17 @@ class ContainerService(ContainerOpsMixin):
             except OSError:
                 shutil.rmtree(path, ignore_errors=True)
 
-    def _delete_later(self, paths: list) -> None:
-        """Delete what `_discard_files` set aside, in a worker thread, off the answer's path."""
+    def _delete_later(self, paths: list, monitor=None) -> None:
+        """Delete what `_discard_files` set aside, in a worker thread, off the answer's path
+        (once ``monitor``, the last run's, has finished its teardown)."""
         if paths:
-            self._spawn_task(asyncio.to_thread(_rmtrees, paths))
+            self._spawn_task(self._delete(paths, monitor))
+
+    @staticmethod
+    async def _delete(paths: list, monitor) -> None:
+        if monitor is not None:
+            await monitor.cleaned()
+        await asyncio.to_thread(_rmtrees, paths)
 
     # -- start ------------------------------------------------------------------------------
 
@@ -278,6 +295,7 @@ class ContainerService(ContainerOpsMixin):
                 raise
 
     async def _start(self, c: Container) -> None:
+        await self.settled(c)
         bundle = os.path.join(self.exec_dir, c.id)
         netns, ns_paths, finish_network = await self.engine.networks.setup(c)
         try:
@@ -465,6 +483,7 @@ class ContainerService(ContainerOpsMixin):
         async with self.engine.health.watching(c, restored=restored):
             status = await handle.wait()
         self._handles.pop(c.id, None)
+        self._last_monitors[c.id] = handle  # its teardown may still run: see settled()
         await self._exited(c, status.exit_code, status.oom_killed, status.finished_at)
 
     async def _exited(self, c: Container, code: int, oom: bool, finished_at: str | None) -> None:
@@ -628,11 +647,14 @@ class ContainerService(ContainerOpsMixin):
         c.manually_stopped = True
         previous, c.state.Status = c.state.Status, REMOVING
         later: list = []
+        # the last run's monitor may still be unmounting the rootfs (the unmount below
+        # covers it) and deleting the runtime's container: the files wait for it
+        monitor = self._last_monitors.pop(c.id, None)
         try:
             await asyncio.to_thread(self._discard_files, c, later)
         except BaseException:
             c.state.Status = previous
-            self._delete_later(later)
+            self._delete_later(later, monitor)
             raise
         await self.engine.networks.forget(c)
         for fut, _connected in self._attach_waiters.pop(c.id, []):
@@ -650,7 +672,7 @@ class ContainerService(ContainerOpsMixin):
             cond.notify_all()
         self._exits.pop(c.id, None)
         self._locks.pop(c.id, None)
-        self._delete_later(later)
+        self._delete_later(later, monitor)
 
     async def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)

@@ -74,6 +74,16 @@ async def _request(path: str, message: dict, timeout: float | None = REQUEST_TIM
         await _close(writer)
 
 
+async def _until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while await reader.read(4096):
+            pass
+    except (OSError, ConnectionError):
+        pass
+    finally:
+        await _close(writer)
+
+
 async def _wait_exited(pid: int, timeout: float = 10.0) -> None:
     """Until ``pid`` has exited (a zombie counts: it holds no files or locks)."""
     async with asyncio.timeout(timeout):
@@ -150,6 +160,18 @@ class MonitorHandle:
         self.started_at = started_at
         self.exit_status = exit_status
         self.socket = os.path.join(state_dir, P.CONTROL_SOCKET)
+        self._cleaned: asyncio.Task | None = None
+
+    async def cleaned(self, timeout: float = 10.0) -> bool:
+        """After `wait`: until the monitor has deleted the runtime's container and unmounted
+        the rootfs (at most ``timeout`` seconds); whether it got there."""
+        if self._cleaned is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._cleaned), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def __repr__(self) -> str:
         return f"<MonitorHandle {self.container_id} pid={self.pid} status={self.status}>"
@@ -177,12 +199,20 @@ class MonitorHandle:
         self.started_at = reply.get("started_at", "")
 
     async def wait(self) -> ExitStatus:
-        """Block until the container has exited and its monitor has cleaned up."""
+        """Block until the container has exited. The monitor may still be deleting the
+        runtime's container and unmounting the rootfs then: `cleaned` waits for that."""
         if self.exit_status is not None:
             return self.exit_status
         try:
-            reply = await _request(self.socket, {"op": "wait"}, timeout=None)
-            status = ExitStatus.from_json(reply)
+            reader, writer = await _open(self.socket)
+            try:
+                writer.write(P.encode({"op": "wait"}))
+                status = ExitStatus.from_json(P.raise_for(await _read_message(reader)))
+            except BaseException:
+                await _close(writer)
+                raise
+            # the monitor closes the connection once its teardown is done
+            self._cleaned = asyncio.get_running_loop().create_task(_until_closed(reader, writer))
         except _GONE:
             status = read_exit(self.state_dir) or ExitStatus(
                 255, error=f"the monitor of container {self.container_id} died without "
@@ -361,14 +391,14 @@ class MonitorClient:
         try:
             writer.write(P.encode({"op": "spawn", "request": req.to_json()}))
             async with asyncio.timeout(SPAWN_TIMEOUT):
-                first = P.raise_for(await _read_message(reader))
-                try:
-                    event = await _read_message(reader)
-                except asyncio.IncompleteReadError:
-                    raise System(f"the monitor of container {req.container_id} died while "
-                                 f"starting it (monitor pid {first.get('monitor_pid')})") from None
+                # one message: the outcome, or the factory's error reply (a factory from
+                # before the spares first sends {"monitor_pid": N} alone)
+                event = P.raise_for(await _read_message(reader))
+                if "event" not in event and "monitor_pid" in event:
+                    event = {"monitor_pid": event["monitor_pid"], **await _read_message(reader)}
         except asyncio.IncompleteReadError:
-            raise System("the monitor factory closed the connection") from None
+            raise System(f"the monitor of container {req.container_id} died while starting "
+                         "it, or the monitor factory closed the connection") from None
         finally:
             await _close(writer)
         if event.get("event") == "error":
@@ -376,7 +406,7 @@ class MonitorClient:
                              StartKind(event.get("kind", StartKind.FAILED)), event.get("exit_code"))
         status = Status.RUNNING if event.get("event") == "started" else Status.CREATED
         return MonitorHandle(req.container_id, req.state_dir, pid=int(event["pid"]),
-                             monitor_pid=int(event.get("monitor_pid", first["monitor_pid"])),
+                             monitor_pid=int(event.get("monitor_pid", 0)),
                              status=status, started_at=event.get("started_at", ""))
 
     async def connect(self, container_id: str, state_dir: str | None = None) -> MonitorHandle | None:

@@ -15,8 +15,7 @@ A request is one JSON line: ``{"op": "spawn", "request": SpawnRequest}``, ``{"op
 ("spares") blocked in accept() on its socket, so that no fork lies between a daemon's connect
 and the answer. The spare that takes a connection tells the factory (which forks a
 replacement), reads the request and becomes what it asks for: for a spawn, the monitor, which
-writes ``{"monitor_pid": N}`` and later ``{"event": "started"|"created"|"error", ...}`` on the
-connection. The factory reaps its children as they end; monitors outlive the factory (they
+writes ``{"event": "started"|"created"|"error", "monitor_pid": N, ...}`` on the connection. The factory reaps its children as they end; monitors outlive the factory (they
 are re-parented to init), and an idle spare dies with it.
 
 Density is why it looks like this. A monitor shares the factory's pages copy-on-write; every
@@ -366,8 +365,7 @@ class Factory:
     def spawn(self, req, conn: socket.socket, prefork=None) -> int:
         code = 1
         try:
-            conn.settimeout(None)
-            conn.sendall(self.P.encode({"monitor_pid": os.getpid()}))
+            conn.settimeout(None)  # the monitor's first word is the outcome (with its pid)
             code = self.monitor.serve(req, conn, prefork)
         except BaseException as exc:
             _log(f"{req.container_id}: monitor failed: {exc!r}")

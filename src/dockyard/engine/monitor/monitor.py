@@ -185,6 +185,13 @@ class Client(Endpoint):
     def send(self, message: dict) -> None:
         self.out += P.encode(message)
 
+    def flush(self) -> None:
+        """Send what is pending now, as far as the socket takes it (the loop sends the rest)."""
+        try:
+            del self.out[:self.sock.send(self.out)]
+        except OSError:
+            pass
+
     def ready(self, mon: "Monitor", mask: int) -> None:
         if mask & _WRITE and self.out:
             try:
@@ -255,6 +262,7 @@ class Monitor:
         self.oom_before = 0
         self.cgroups_path: str | None = None
         self.lean_start = False
+        self.late_teardown = False  # the exit is told first, the teardown follows (record)
         self.logfile: jsonlog.JSONFileWriter | None = None
         self.undo: list = []  # performed in reverse when the start fails
         self.modules_at_fork = len(sys.modules)
@@ -321,6 +329,7 @@ class Monitor:
             raise _start_failed(reply)
         self.pid, self.oom_before = reply["pid"], reply["oom_kills"]
         self.cgroups_path, self.lean_start = reply.get("cgroups_path"), reply.get("lean_start")
+        self.late_teardown = bool(reply.get("own_pid_ns"))
         self.undo.append(lambda: runtimes.in_child(runtimes.teardown_container, req))
         if self.console is not None:
             self.receive_console()
@@ -647,18 +656,28 @@ class Monitor:
         cid = self.req.container_id
         self.drop(self.pidfd)
         finished_at = jsonlog.format_time()
-        # kills what is left in the cgroup, so that the output pipes reach EOF; in this
-        # process (no helper): a monitor whose init has exited is about to end, so what
-        # the teardown writes to its heap no longer costs anything
-        reply = runtimes.teardown_container(self.req, self.cgroups_path)
-        for warning in reply.get("warnings", []) + ([reply["error"]] if "error" in reply else []):
-            log.warning("%s: %s", cid, warning)
-        oom = reply.get("oom_kills", 0) > self.oom_before
+        if self.late_teardown:  # the pipes reach EOF without it: see record()
+            ooms, warning = runtimes.count_oom_kills(self.req, self.cgroups_path)
+            if warning:
+                log.warning("%s: %s", cid, warning)
+        else:
+            # kills what is left in the cgroup, so that the output pipes reach EOF
+            ooms = self.teardown(count_ooms=True)
+        oom = ooms > self.oom_before
         self.exit = P.ExitStatus(P.exit_code_of(status), oom, self.started_at, finished_at,
                                  self.pid)
         self.status = STOPPED
         self.phase = "draining"
         self.deadline = time.monotonic() + DRAIN_TIMEOUT
+
+    def teardown(self, count_ooms: bool) -> int:
+        """Delete the runtime's container, unmount the rootfs; the OOM-kill count. In this
+        process (no helper): a monitor whose init has exited is about to end, so what the
+        teardown writes to its heap no longer costs anything."""
+        reply = runtimes.teardown_container(self.req, self.cgroups_path, count_ooms=count_ooms)
+        for warning in reply.get("warnings", []) + ([reply["error"]] if "error" in reply else []):
+            log.warning("%s: %s", self.req.container_id, warning)
+        return reply.get("oom_kills", 0)
 
     def advance(self) -> None:
         now = time.monotonic()
@@ -670,6 +689,8 @@ class Monitor:
             busy = [ep for ep in self.endpoints.values() if isinstance(ep, Client) and ep.out]
             if not busy or now >= self.deadline:
                 self.phase = "done"
+                if self.late_teardown:  # before the listener closes: see record()
+                    _unlink(P.CONTROL_SOCKET)
                 for ep in list(self.endpoints.values()):
                     self.drop(ep)
 
@@ -684,17 +705,33 @@ class Monitor:
             _write_atomic(P.EXIT_FILE, jsonfast.dumps(self.exit.to_json()).encode())
         except OSError as exc:  # the waiters still hear it; a later connect() will not
             log.error("%s: writing %s: %s", self.req.container_id, P.EXIT_FILE, exc)
+        reply = {"ok": True, **self.exit.to_json()}
+        if self.late_teardown:
+            # Tell the waiters at once; then delete the runtime's container and unmount the
+            # rootfs. The listener and the waiters' connections stay until "done": a
+            # connection that closes says the teardown is over (MonitorHandle.cleaned), and
+            # whoever connects meanwhile is answered (the exit) and closed with them.
+            clients = [ep for ep in self.endpoints.values() if isinstance(ep, Client)]
+            for ep in clients:
+                if ep.waiting:
+                    ep.send(reply)
+                    ep.flush()
+                else:
+                    self.close_when_sent(ep)
+            self.teardown(count_ooms=False)
+            return
         # no new clients: a restart of this container binds monitor.sock again right away
         self.drop(self.listener)
         _unlink(P.CONTROL_SOCKET)
-        reply = {"ok": True, **self.exit.to_json()}
-        for ep in list(self.endpoints.values()):
-            if isinstance(ep, Client):
-                if ep.waiting:
-                    ep.send(reply)
-                ep.closing = True
-                if not ep.out:
-                    self.drop(ep)
+        for ep in [ep for ep in self.endpoints.values() if isinstance(ep, Client)]:
+            if ep.waiting:
+                ep.send(reply)
+            self.close_when_sent(ep)
+
+    def close_when_sent(self, ep: "Client") -> None:
+        ep.closing = True
+        if not ep.out:
+            self.drop(ep)
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -296,9 +296,14 @@ def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: s
         if req.start:
             rt.start(req.container_id)
         hooks = config.get("hooks") or {}
+        linux = config.get("linux") or {}
         return {"ok": True, "pid": pid, "oom_kills": ooms,
-                "cgroups_path": (config.get("linux") or {}).get("cgroupsPath"),
-                "lean_start": isinstance(rt, LibraryRuntime) and not hooks.get("poststart")}
+                "cgroups_path": linux.get("cgroupsPath"),
+                "lean_start": isinstance(rt, LibraryRuntime) and not hooks.get("poststart"),
+                # a pid namespace of its own: the init's exit ends every process of the
+                # container (pid_namespaces(7)), so its exit can be told before the teardown
+                "own_pid_ns": any(ns.get("type") == "pid" and not ns.get("path")
+                                  for ns in linux.get("namespaces") or [])}
     except BaseException as exc:
         reply = P.error_reply(exc)
         kind = (P.StartKind.CONFLICT if isinstance(exc, AlreadyExists)
@@ -386,19 +391,18 @@ def control(req: P.SpawnRequest, verb: str, *args) -> dict:
     return {"ok": True}
 
 
-def teardown_container(req: P.SpawnRequest, cgroups_path: str | None = None) -> dict:
-    """After the init's exit: the cgroup's OOM-kill count, then delete the container (which
-    kills what is left in its cgroup) and unmount its root filesystem. Problems are
-    reported as ``warnings``: the exit is recorded whatever happens here. ``cgroups_path``:
-    the spec's, when the caller knows it (else config.json is read for it)."""
+def teardown_container(req: P.SpawnRequest, cgroups_path: str | None = None, *,
+                       count_ooms: bool = True) -> dict:
+    """After the init's exit: the cgroup's OOM-kill count (unless not ``count_ooms``), then
+    delete the container (which kills what is left in its cgroup) and unmount its root
+    filesystem. Problems are reported as ``warnings``: the exit is recorded whatever happens
+    here. ``cgroups_path``: the spec's, when the caller knows it (else config.json is read)."""
     warnings = []
     ooms = 0
-    try:
-        config = ({"linux": {"cgroupsPath": cgroups_path}} if cgroups_path is not None
-                  else read_config(req.bundle))
-        ooms = oom_kills(config, req.container_id)
-    except DockyardError as exc:
-        warnings.append(f"reading the OOM-kill count: {exc}")
+    if count_ooms:
+        ooms, warning = count_oom_kills(req, cgroups_path)
+        if warning:
+            warnings.append(warning)
     try:
         runtime_for(req).delete(req.container_id)
     except Exception as exc:
@@ -409,6 +413,16 @@ def teardown_container(req: P.SpawnRequest, cgroups_path: str | None = None) -> 
         except Exception as exc:
             warnings.append(f"unmounting the root filesystem: {exc}")
     return {"ok": True, "oom_kills": ooms, "warnings": warnings}
+
+
+def count_oom_kills(req: P.SpawnRequest, cgroups_path: str | None = None) -> tuple[int, str]:
+    """(the OOM-kill count of the container's cgroup, a warning if it could not be read)."""
+    try:
+        config = ({"linux": {"cgroupsPath": cgroups_path}} if cgroups_path is not None
+                  else read_config(req.bundle))
+        return oom_kills(config, req.container_id), ""
+    except DockyardError as exc:
+        return 0, f"reading the OOM-kill count: {exc}"
 
 
 def _undo(rt, req: P.SpawnRequest, mounted: bool) -> None:
