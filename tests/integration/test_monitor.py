@@ -624,3 +624,49 @@ def test_starting_a_created_container_whose_init_died_is_refused(monitors):
 
     status = run(scenario())
     assert status.exit_code == 137
+
+
+def test_config_written_while_the_monitor_gets_ready(monitors):
+    """config_follows: the monitor and its helper (which mounts the rootfs) start before
+    config.json is there, and go on at the daemon's go-ahead, also when it comes in the same
+    read as the request."""
+    bundle = monitors.bundle("sh", "-c", "echo ran", mounted=True)
+    config = (bundle / "config.json").read_bytes()
+    (bundle / "config.json").unlink()
+    req = monitors.request(bundle, rootfs_mounts=monitors.mounts_for(bundle))
+
+    async def prepare():
+        await asyncio.sleep(0.2)  # the helper mounts and waits meanwhile
+        (bundle / "config.json").write_bytes(config)
+
+    async def scenario(prep):
+        handle = await monitors.client.spawn(req, prep)
+        monitors.monitor_pids.append(handle.monitor_pid)
+        status = await handle.wait()
+        assert await handle.cleaned()  # the same bundle is used again below
+        return status
+
+    assert run(scenario(prepare)).exit_code == 0
+    assert ("stdout", "ran\n") in monitors.entries(req)
+
+    async def at_once():  # the go-ahead right behind the request
+        pass
+
+    req = monitors.request(bundle, rootfs_mounts=monitors.mounts_for(bundle))
+    assert run(scenario(at_once)).exit_code == 0
+
+
+def test_a_withdrawn_spawn_leaves_nothing(monitors):
+    bundle = monitors.bundle("true", mounted=True)
+    (bundle / "config.json").unlink()
+    req = monitors.request(bundle, rootfs_mounts=monitors.mounts_for(bundle))
+
+    async def prepare():
+        await asyncio.sleep(0.2)
+        raise ValueError("the spec is invalid")
+
+    with pytest.raises(ValueError, match="the spec is invalid"):
+        run(monitors.client.spawn(req, prepare))
+    assert not any(str(bundle) in line for line in host_mounts())
+    assert not monitors.runtime_state(req).exists()
+    assert not (Path(req.state_dir) / P.CONTROL_SOCKET).exists()

@@ -299,9 +299,17 @@ class ContainerService(ContainerOpsMixin):
         bundle = os.path.join(self.exec_dir, c.id)
         netns, ns_paths, finish_network = await self.engine.networks.setup(c)
         try:
-            req = await asyncio.to_thread(self._write_bundle, c, bundle, netns, ns_paths)
+            mounts, etc = await asyncio.to_thread(self._bundle_inputs, c, bundle)
             try:
-                await self._spawn_and_start(c, req, finish_network)
+                if etc is None:  # the daemon mounts the rootfs: before the monitor does
+                    req = await asyncio.to_thread(self._write_bundle, c, bundle, netns,
+                                                  ns_paths, mounts)
+                    await self._spawn_and_start(c, req, finish_network)
+                else:  # config.json is written while the monitor gets ready
+                    await self._spawn_and_start(
+                        c, self._spawn_fields(c, mounts), finish_network,
+                        lambda: asyncio.to_thread(self._write_bundle, c, bundle, netns,
+                                                  ns_paths, mounts, etc))
             except BaseException:
                 if has_volumes(c):
                     await asyncio.to_thread(self.engine.volumes.unmount, c)
@@ -318,15 +326,17 @@ class ContainerService(ContainerOpsMixin):
         self._emit(c, "start")
         self._spawn_task(self._watch(c, handle))
 
-    async def _spawn_and_start(self, c: Container, req: dict, before_start) -> None:
+    async def _spawn_and_start(self, c: Container, req: dict, before_start,
+                               prepare=None) -> None:
         """Create the container through a new monitor, then start it. ``before_start`` (the
-        rest of the network's setup) runs while the runtime creates the container: that
-        work is in other processes, so the two overlap."""
+        rest of the network's setup) runs while the runtime creates the container, and
+        ``prepare`` (writing config.json) while the monitor gets ready: that work is in
+        other processes, so they overlap."""
         from dockyard.engine.monitor import SpawnRequest, StartError
 
         network = asyncio.ensure_future(before_start())
         try:
-            handle = await self.monitors.spawn(SpawnRequest(**req, start=False))
+            handle = await self.monitors.spawn(SpawnRequest(**req, start=False), prepare)
         except StartError as exc:
             failed = (await asyncio.gather(network, return_exceptions=True))[0]
             if isinstance(failed, BaseException):  # the root cause: its teardown took the
@@ -396,25 +406,33 @@ class ContainerService(ContainerOpsMixin):
         self._attach_waiters.setdefault(c.id, []).append((fut, connected))
         return fut, connected
 
-    def _write_bundle(self, c: Container, bundle: str, netns: str | None = None,
-                      ns_paths: dict | None = None) -> dict:
+    def _bundle_inputs(self, c: Container, bundle: str) -> tuple[list, dict | None]:
+        """The snapshot's mounts, and the image's /etc/passwd and /etc/group read from its
+        layers (the user's gid and supplementary groups come from them, as dockerd reads
+        them); None for those when the rootfs must be mounted to read them (only the kernel
+        resolves them) or for a volume's copy-up."""
         from dockyard.engine import ocispec
-        from dockyard.snapshot.mounts import NeedsMount, mount_all, read_without_mount
+        from dockyard.snapshot.mounts import NeedsMount, read_without_mount
 
-        rootfs = os.path.join(bundle, "rootfs")
-        os.makedirs(rootfs, mode=0o711, exist_ok=True)
+        os.makedirs(os.path.join(bundle, "rootfs"), mode=0o711, exist_ok=True)
         self._unmount_rootfs(bundle)  # a leftover from a crash
         mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
-        # the user's gid and supplementary groups come from the image's /etc/passwd and
-        # /etc/group (as dockerd reads them): from the layers, or through a mount of the
-        # rootfs where only the kernel can resolve them, or volumes need copy-up from it (the
-        # monitor mounts the rootfs again for the container itself)
-        etc = None
-        if not has_volumes(c):
-            try:
-                etc = {p: _decoded(read_without_mount(mounts, p)) for p in ocispec.ETC_USER_FILES}
-            except NeedsMount:
-                pass
+        if has_volumes(c):
+            return mounts, None
+        try:
+            return mounts, {p: _decoded(read_without_mount(mounts, p))
+                            for p in ocispec.ETC_USER_FILES}
+        except NeedsMount:
+            return mounts, None
+
+    def _write_bundle(self, c: Container, bundle: str, netns: str | None, ns_paths: dict | None,
+                      mounts: list, etc: dict | None = None) -> dict:
+        """config.json; without ``etc``, through a mount of the rootfs here (unmounted
+        again: the monitor mounts it for the container itself)."""
+        from dockyard.engine import ocispec
+        from dockyard.snapshot.mounts import mount_all
+
+        rootfs = os.path.join(bundle, "rootfs")
         if etc is None:
             mount_all(mounts, rootfs)
         points = None

@@ -74,6 +74,17 @@ async def _request(path: str, message: dict, timeout: float | None = REQUEST_TIM
         await _close(writer)
 
 
+async def _withdraw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """End a spawn whose config will not come: the monitor undoes what it did, answers,
+    and closes (waited for, bounded, so that nothing of it is left when the caller goes on)."""
+    with contextlib.suppress(OSError, RuntimeError):
+        writer.write_eof()
+    with contextlib.suppress(OSError, asyncio.TimeoutError, ConnectionError):
+        async with asyncio.timeout(SPAWN_TIMEOUT):
+            while await reader.read(4096):
+                pass
+
+
 async def _until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while await reader.read(4096):
@@ -382,14 +393,26 @@ class MonitorClient:
 
     # -- monitors ------------------------------------------------------------------------------
 
-    async def spawn(self, req: SpawnRequest) -> MonitorHandle:
+    async def spawn(self, req: SpawnRequest, prepare=None) -> MonitorHandle:
         """Start a monitor for ``req``; returns once the container runs (or, with
-        ``req.start`` False, is created). StartError if it does not."""
+        ``req.start`` False, is created). StartError if it does not. ``prepare``: a
+        coroutine function that writes the bundle's config.json, run while the monitor gets
+        ready (``config_follows``); what it raises is raised, once the monitor has undone
+        what it did."""
         if not req.runtime_root:
             req = dataclasses.replace(req, runtime_root=self.runtime_root)
+        if prepare is not None:
+            req = dataclasses.replace(req, config_follows=True)
         reader, writer = await self._factory_connection()
         try:
             writer.write(P.encode({"op": "spawn", "request": req.to_json()}))
+            if prepare is not None:
+                try:
+                    await prepare()
+                except BaseException:
+                    await _withdraw(reader, writer)
+                    raise
+                writer.write(P.encode(P.GO))
             async with asyncio.timeout(SPAWN_TIMEOUT):
                 # one message: the outcome, or the factory's error reply (a factory from
                 # before the spares first sends {"monitor_pid": N} alone)

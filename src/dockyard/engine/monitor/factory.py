@@ -305,7 +305,8 @@ class Factory:
         conn.settimeout(ACCEPT_TIMEOUT)
         fds: list[int] = []
         try:
-            msg = _read_message(conn, P, fds)
+            rest: list[bytes] = []
+            msg = _read_message(conn, P, fds, rest)
             op = msg.get("op")
             if op != "spawn" and prefork is not None:
                 prefork.discard()
@@ -317,7 +318,9 @@ class Factory:
             if op == "runtime":
                 return self.runtime(msg, fds, conn)
             if op == "spawn":
-                return self.spawn(P.SpawnRequest.from_json(msg.get("request")), conn, prefork)
+                # with config_follows, the daemon's go-ahead may have come in the same read
+                return self.spawn(P.SpawnRequest.from_json(msg.get("request")), conn, prefork,
+                                  b"".join(rest))
             if op == "ping":
                 conn.sendall(P.encode({"ok": True, "pid": os.getppid(), "version": P.PROTOCOL_VERSION}))
                 return 0
@@ -362,11 +365,11 @@ class Factory:
                 pass
             os._exit(code)
 
-    def spawn(self, req, conn: socket.socket, prefork=None) -> int:
+    def spawn(self, req, conn: socket.socket, prefork=None, early: bytes = b"") -> int:
         code = 1
         try:
             conn.settimeout(None)  # the monitor's first word is the outcome (with its pid)
-            code = self.monitor.serve(req, conn, prefork)
+            code = self.monitor.serve(req, conn, prefork, early)
         except BaseException as exc:
             _log(f"{req.container_id}: monitor failed: {exc!r}")
         finally:
@@ -385,7 +388,9 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _read_message(conn: socket.socket, P, fds: list[int] | None = None) -> dict:
+def _read_message(conn: socket.socket, P, fds: list[int] | None = None,
+                  rest: list[bytes] | None = None) -> dict:
+    """The first line; what came after it in the same read goes to ``rest``."""
     decoder = P.LineDecoder()
     while True:
         # its buffer is heap the monitor inherits: keep it small; descriptors sent with the
@@ -400,6 +405,8 @@ def _read_message(conn: socket.socket, P, fds: list[int] | None = None) -> dict:
             raise InvalidArgument("connection closed before a complete request")
         msg = decoder.next(data)
         if msg is not None:
+            if rest is not None:
+                rest.append(decoder.take_rest())
             return msg
 
 

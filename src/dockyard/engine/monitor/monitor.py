@@ -243,8 +243,9 @@ def _start_failed(reply: dict) -> StartFailed:
 
 class Monitor:
     def __init__(self, req: P.SpawnRequest, report: socket.socket | None,
-                 prefork: runtimes.Prefork | None = None) -> None:
+                 prefork: runtimes.Prefork | None = None, early: bytes = b"") -> None:
         self.req = req
+        self.early = early  # what followed the request on `report` (config_follows: the go)
         self.prefork = prefork  # a helper forked ahead, for the start (else one is forked)
         self.report = report  # the spawn connection: told "started" (or why not), then closed
         self.epoll = select.epoll()
@@ -318,10 +319,14 @@ class Monitor:
         stdio, theirs = self.make_stdio()
         try:
             console = self.console and f"{req.state_dir}/{P.CONSOLE_SOCKET}"
+            # config_follows: the helper reads the daemon's go-ahead itself (one hop less)
+            go = None
+            if req.config_follows:
+                go = runtimes.Go(self.report.fileno() if self.report else -1, self.early)
             if self.prefork is not None:
-                reply = self.prefork.start_container(req, stdio, console)
+                reply = self.prefork.start_container(req, stdio, console, go)
             else:
-                reply = runtimes.in_child(runtimes.start_container, req, stdio, console)
+                reply = runtimes.in_child(runtimes.start_container, req, stdio, console, go)
         finally:
             for fd in theirs:
                 os.close(fd)
@@ -750,7 +755,7 @@ def _unlink(name: str) -> None:
         pass
 
 
-def serve(req: P.SpawnRequest, report: socket.socket, prefork=None) -> int:
+def serve(req: P.SpawnRequest, report: socket.socket, prefork=None, early: bytes = b"") -> int:
     """The monitor's life, in a process just forked for it. Returns its exit status."""
     os.setsid()  # its own session: no signal for the factory's group reaches it
     S.SYS.set_child_subreaper()  # the container's init, forked by the runtime, is our child
@@ -760,4 +765,4 @@ def serve(req: P.SpawnRequest, report: socket.socket, prefork=None) -> int:
         os.close(fd)
     except OSError:
         pass
-    return Monitor(req, report, prefork).run()
+    return Monitor(req, report, prefork, early).run()

@@ -23,7 +23,7 @@ from dockyard.errdefs import (
 )
 from dockyard.spec import jsonfast
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: spares answer spawns; config_follows
 
 # under the exec root
 FACTORY_SOCKET = "monitor-factory.sock"
@@ -205,6 +205,10 @@ class SpawnRequest:
     runc-compatible binary. ``runtime_root``: its state root; empty: the client's.
     ``start``: False to stop at "created" (attach, set up networking, then
     `MonitorHandle.start`), as dockerd creates a task before it starts it.
+    ``config_follows``: the bundle's config.json is still being written: the monitor gets
+    ready (and its helper mounts the rootfs) meanwhile, and goes on at the line
+    ``{"go": true}`` on the spawn connection; the connection's end instead withdraws the
+    start (`GO`).
     """
 
     container_id: str
@@ -220,6 +224,7 @@ class SpawnRequest:
     runtime: str = "dockyard"
     runtime_root: str = ""
     start: bool = True
+    config_follows: bool = False
 
     def to_json(self) -> dict:
         return {"container_id": self.container_id, "bundle": self.bundle,
@@ -227,7 +232,8 @@ class SpawnRequest:
                 "log_path": self.log_path, "log_opts": dict(self.log_opts),
                 "log_attrs": dict(self.log_attrs), "tty": self.tty,
                 "open_stdin": self.open_stdin, "stdin_once": self.stdin_once,
-                "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start}
+                "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start,
+                "config_follows": self.config_follows}
 
     @classmethod
     def from_json(cls, data: object) -> "SpawnRequest":
@@ -252,11 +258,15 @@ class SpawnRequest:
                   stdin_once=_bool(data, "stdin_once"),
                   runtime=_str(data, "runtime", "dockyard"),
                   runtime_root=_str(data, "runtime_root", ""),
-                  start=data.get("start", True) is not False)
+                  start=data.get("start", True) is not False,
+                  config_follows=data.get("config_follows") is True)
         for key in ("bundle", "state_dir", "log_path", "runtime_root"):
             if not getattr(req, key).startswith("/") and (key != "log_path" or req.log_path):
                 raise InvalidArgument(f"spawn request: {key} must be an absolute path")
         return req
+
+
+GO = {"go": True}  # SpawnRequest.config_follows: config.json is written
 
 
 @dataclass(frozen=True)

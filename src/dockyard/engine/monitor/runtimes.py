@@ -85,14 +85,16 @@ class Prefork:
         self.sock, self.pid = ours, pid
 
     def start_container(self, req: P.SpawnRequest, stdio: tuple[int, int, int],
-                        console: str | None) -> dict:
+                        console: str | None, go: Go | None = None) -> dict:
         import socket
 
         decoder = P.LineDecoder()
         reply = None
         try:
-            socket.send_fds(self.sock, [P.encode({"request": req.to_json(), "console": console})],
-                            list(stdio))
+            early = go.early.decode("latin-1") if go is not None else ""
+            socket.send_fds(self.sock, [P.encode({"request": req.to_json(), "console": console,
+                                                  "early": early})],
+                            [*stdio, *([go.fd] if go is not None else [])])
             while reply is None and (data := self.sock.recv(4096)):
                 reply = decoder.next(data)
         except OSError as exc:
@@ -121,18 +123,19 @@ def _prefork_main(sock) -> None:
     reply: dict = {}
     try:
         decoder = P.LineDecoder()
-        data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 3)
+        data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4)
         msg = decoder.next(data) if data else None
         while msg is None and data:
             data = sock.recv(4096)
             msg = decoder.next(data) if data else None
         if msg is None:  # discarded (or its monitor died): nothing to do
             os._exit(0)
-        if len(fds) != 3:
-            raise InvalidArgument(f"expected the container's 3 stdio descriptors, got {len(fds)}")
         req = P.SpawnRequest.from_json(msg["request"])
+        if len(fds) != 3 + req.config_follows:
+            raise InvalidArgument(f"expected {3 + req.config_follows} descriptors, got {len(fds)}")
         os.chdir(req.state_dir)  # where the monitor is: the console socket's name is relative
-        reply = start_container(req, tuple(fds), msg.get("console"))
+        go = Go(fds[3], str(msg.get("early") or "").encode("latin-1")) if req.config_follows else None
+        reply = start_container(req, tuple(fds[:3]), msg.get("console"), go)
     except BaseException as exc:
         reply = P.error_reply(exc)
     finally:
@@ -272,10 +275,13 @@ def runtime_for(req: P.SpawnRequest):
 
 # -- sequences (each runs in a child: see in_child) ---------------------------------------------
 
-def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: str | None) -> dict:
+def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: str | None,
+                    go: Go | None = None) -> dict:
     """Mount the root filesystem, create the container with ``stdio``, start it unless
     ``req.start`` is False. ``{"ok", "pid", "oom_kills"}``, or an error reply with its
-    ``start_kind``; a failure leaves nothing mounted or created."""
+    ``start_kind``; a failure leaves nothing mounted or created. ``go``: with
+    ``req.config_follows``, where the daemon says when config.json is there (awaited after
+    the mount, which does not need it)."""
     _signal.signal(_SIGPIPE, _signal.SIG_DFL)
     _signal.signal(_SIGXFSZ, _signal.SIG_DFL)
     for target, fd in enumerate(stdio):
@@ -284,11 +290,13 @@ def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: s
     mounted = created = False
     rt = None
     try:
-        config = read_config(req.bundle)
-        cmd = ((config.get("process") or {}).get("args") or [""])[0]
         if req.rootfs_mounts:
             mount_rootfs(req)
             mounted = True
+        if go is not None:
+            await_go(go)
+        config = read_config(req.bundle)
+        cmd = ((config.get("process") or {}).get("args") or [""])[0]
         rt = runtime_for(req)
         pid = rt.create(req.container_id, req.bundle, console)
         created = True
@@ -325,6 +333,45 @@ def start_created(req: P.SpawnRequest) -> dict:
     return {"ok": True}
 
 
+class Go:
+    """Where the daemon's go-ahead comes (SpawnRequest.config_follows): the spawn connection's
+    descriptor, and the bytes of it already read with the request."""
+
+    def __init__(self, fd: int, early: bytes = b"") -> None:
+        self.fd, self.early = fd, early
+
+
+def await_go(go: Go, timeout: float = 60.0) -> None:
+    """Block until the daemon's `P.GO` line arrives (after ``go.early``, on ``go.fd``); the
+    connection's end (or anything else) is the start withdrawn."""
+    import select
+
+    decoder = P.LineDecoder()
+    msg = decoder.next(go.early) if go.early else None
+    if msg is not None:
+        if msg == P.GO:
+            return
+        raise InvalidArgument("the daemon withdrew the start")
+    fd = go.fd
+    deadline = _monotonic() + timeout
+    while True:
+        left = deadline - _monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise System("the daemon did not finish the container's configuration in time")
+        data = os.read(fd, 64)
+        msg = decoder.next(data) if data else None
+        if msg == P.GO:
+            return
+        if not data or msg is not None:
+            raise InvalidArgument("the daemon withdrew the start")
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
 def start_lean(req: P.SpawnRequest) -> dict:
     """`start_created` for the runtime library and a container without poststart hooks,
     done in the monitor itself (no helper to fork): write the exec fifo, as `Runtime.start`
@@ -353,6 +400,45 @@ def start_lean(req: P.SpawnRequest) -> dict:
     finally:
         cdir.unlock()
     return {"ok": True}
+
+
+class Go:
+    """Where the daemon's go-ahead comes (SpawnRequest.config_follows): the spawn connection's
+    descriptor, and the bytes of it already read with the request."""
+
+    def __init__(self, fd: int, early: bytes = b"") -> None:
+        self.fd, self.early = fd, early
+
+
+def await_go(go: Go, timeout: float = 60.0) -> None:
+    """Block until the daemon's `P.GO` line arrives (after ``go.early``, on ``go.fd``); the
+    connection's end (or anything else) is the start withdrawn."""
+    import select
+
+    decoder = P.LineDecoder()
+    msg = decoder.next(go.early) if go.early else None
+    if msg is not None:
+        if msg == P.GO:
+            return
+        raise InvalidArgument("the daemon withdrew the start")
+    fd = go.fd
+    deadline = _monotonic() + timeout
+    while True:
+        left = deadline - _monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise System("the daemon did not finish the container's configuration in time")
+        data = os.read(fd, 64)
+        msg = decoder.next(data) if data else None
+        if msg == P.GO:
+            return
+        if not data or msg is not None:
+            raise InvalidArgument("the daemon withdrew the start")
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
 
 
 def start_lean(req: P.SpawnRequest) -> dict:
