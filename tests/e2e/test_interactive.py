@@ -438,3 +438,24 @@ def test_api_exec_detach_keys_end_the_stream_not_the_exec(daemon, sleeper):
         assert client.exec_inspect(ex["Id"])["ExitCode"] == 137
     finally:
         client.close()
+
+
+def test_execs_close_each_pipe_once(daemon, sleeper):
+    """uvloop closes a pipe transport's descriptor and then its file object again (EBADF
+    expected): in the threaded daemon that second close(2) hit descriptors other threads had
+    opened meanwhile (netlink sockets of the network pool). Every exec's pipes are closed
+    once: the daemon's descriptors do not grow, and nothing reused a number under us."""
+    pid = daemon.pid
+    assert pid and pid > 1
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    dk(daemon, "exec", sleeper, "true")
+    before = fds()
+    for i in range(20):
+        assert dk(daemon, "exec", "-i", sleeper, "cat", input=f"{i}\n").stdout == f"{i}\n"
+        dk(daemon, "run", "--rm", "busybox", "true")  # network pool work in threads meanwhile
+    time.sleep(0.5)
+    assert fds() <= before + 3
+    assert "Bad file descriptor" not in daemon.log_tail(2000)

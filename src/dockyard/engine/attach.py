@@ -42,7 +42,8 @@ async def relay(svc, c, reader, writer, *, stdin: bool, stdout: bool, stderr: bo
     handle = svc._handles.get(c.id) if c.state.Running else None
     connected = None
     if handle is None:
-        fut, connected = svc.wait_for_start(c)
+        fut, connected = svc.wait_for_start(
+            c, {"stdin": stdin, "stdout": stdout, "stderr": stderr})
         try:
             handle = await fut
         except Exception:  # noqa: BLE001 - the start failed; its caller reports why

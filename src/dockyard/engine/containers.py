@@ -63,6 +63,7 @@ class ContainerService(ContainerOpsMixin):
         self._tasks: set[asyncio.Task] = set()
         self._backoff: dict[str, float] = {}
         self._attach_waiters: dict[str, list[tuple[asyncio.Future, asyncio.Event]]] = {}
+        self._attach_flags: dict[str, dict] = {}  # the first waiter's, for a spawn to carry
         self._reserved_names: set[str] = set()
 
     # -- lookup -----------------------------------------------------------------------------
@@ -335,8 +336,10 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine.monitor import SpawnRequest, StartError
 
         network = asyncio.ensure_future(before_start())
+        attach = self._attach_flags.pop(c.id, None) if self._attach_waiters.get(c.id) else None
         try:
-            handle = await self.monitors.spawn(SpawnRequest(**req, start=False), prepare)
+            handle = await self.monitors.spawn(SpawnRequest(**req, start=False, attach=attach),
+                                               prepare)
         except StartError as exc:
             failed = (await asyncio.gather(network, return_exceptions=True))[0]
             if isinstance(failed, BaseException):  # the root cause: its teardown took the
@@ -352,10 +355,12 @@ class ContainerService(ContainerOpsMixin):
             await network
         except BaseException as exc:
             self._handles.pop(c.id, None)
+            await handle.release_preattached()
             await self._discard_created(handle)
             self._fail_start(c, exc)
             raise
         await self._connect_waiting_attaches(c, handle)
+        await handle.release_preattached()
         try:
             await handle.start()
         except StartError as exc:
@@ -377,6 +382,7 @@ class ContainerService(ContainerOpsMixin):
     def _fail_start(self, c: Container, exc) -> None:
         """Record a start that failed: the error, Docker's exit code, and the attach requests
         that were waiting for it released with the reason."""
+        self._attach_flags.pop(c.id, None)
         for fut, _connected in self._attach_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_exception(Conflict(f"container {c.id} did not start: {exc}"))
@@ -388,6 +394,7 @@ class ContainerService(ContainerOpsMixin):
     async def _connect_waiting_attaches(self, c: Container, handle) -> None:
         """Attach requests made before start (`docker run`) connect to the monitor between
         create and start, so they see every byte of output."""
+        self._attach_flags.pop(c.id, None)
         waiting = self._attach_waiters.pop(c.id, [])
         for fut, _connected in waiting:
             if not fut.done():
@@ -398,12 +405,17 @@ class ContainerService(ContainerOpsMixin):
             except asyncio.TimeoutError:
                 log.warning("an attach to %s did not connect in time", c.id)
 
-    def wait_for_start(self, c: Container) -> tuple[asyncio.Future, asyncio.Event]:
+    def wait_for_start(self, c: Container, flags: dict | None = None
+                       ) -> tuple[asyncio.Future, asyncio.Event]:
         """For an attach to a container that is not running yet: resolved with its monitor
-        handle at the next start; set the event once attached."""
+        handle at the next start; set the event once attached. ``flags`` (stdin, stdout,
+        stderr): the first waiter's are the spawn's own attach (SpawnRequest.attach)."""
         fut = asyncio.get_running_loop().create_future()
         connected = asyncio.Event()
-        self._attach_waiters.setdefault(c.id, []).append((fut, connected))
+        waiters = self._attach_waiters.setdefault(c.id, [])
+        if not waiters and flags is not None:
+            self._attach_flags[c.id] = flags
+        waiters.append((fut, connected))
         return fut, connected
 
     def _bundle_inputs(self, c: Container, bundle: str) -> tuple[list, dict | None]:
@@ -675,6 +687,7 @@ class ContainerService(ContainerOpsMixin):
             self._delete_later(later, monitor)
             raise
         await self.engine.networks.forget(c)
+        self._attach_flags.pop(c.id, None)
         for fut, _connected in self._attach_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_exception(NotFound(f"No such container: {c.id}"))

@@ -396,15 +396,25 @@ async def _start_runtime(monitors, argv: list[str], tty: bool):
     stdin = None
     if not tty:
         transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, os.fdopen(mine.pop(0), "wb", 0))
+            asyncio.streams.FlowControlMixin, _pipe_file(loop, mine.pop(0), "wb"))
         stdin = asyncio.StreamWriter(transport, protocol, None, loop)
     readers = []
     for fd in mine:
         reader = asyncio.StreamReader(limit=_CHUNK)
         await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r),
-                                     os.fdopen(fd, "rb", 0))
+                                     _pipe_file(loop, fd, "rb"))
         readers.append(reader)
     return _FactoryProcess(run, stdin, readers[0], readers[1])
+
+
+def _pipe_file(loop, fd: int, mode: str):
+    """A file object on pipe end ``fd`` for a pipe transport, which owns ``fd`` from then on.
+    uvloop's transports close the descriptor themselves (libuv) and then close the file
+    object too, expecting EBADF (uvloop handles/handle.pyx): in a threaded daemon that second
+    close(2) can hit whatever another thread opened with the number meanwhile (it closed
+    pyroute2's netlink and epoll descriptors). So for uvloop the file object does not own
+    the descriptor; asyncio's own transports close it only through the file object."""
+    return open(fd, mode, buffering=0, closefd=not type(loop).__module__.startswith("uvloop"))
 
 
 async def _finish_detached(run: asyncio.Future) -> None:

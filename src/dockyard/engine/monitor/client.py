@@ -172,6 +172,15 @@ class MonitorHandle:
         self.exit_status = exit_status
         self.socket = os.path.join(state_dir, P.CONTROL_SOCKET)
         self._cleaned: asyncio.Task | None = None
+        self._preattached: tuple | None = None  # (flags, reader, writer): see SpawnRequest
+
+    async def release_preattached(self) -> None:
+        """Close the spawn connection's attach stream if no `attach` took it (an unread
+        attach would hold the container's output back)."""
+        if self._preattached is not None:
+            _flags, _reader, writer = self._preattached
+            self._preattached = None
+            await _close(writer)
 
     async def cleaned(self, timeout: float = 10.0) -> bool:
         """After `wait`: until the monitor has deleted the runtime's container and unmounted
@@ -260,7 +269,13 @@ class MonitorHandle:
                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A raw stream: the container's output (stdcopy frames without a TTY, bytes with
         one) to read, its stdin to write; ``write_eof()`` ends stdin (closing the container's
-        stdin when it was created with stdin_once). It ends when the container does."""
+        stdin when it was created with stdin_once). It ends when the container does. The
+        spawn connection's attach stream, if it was asked for with the same flags."""
+        if self._preattached is not None and self._preattached[0] == {
+                "stdin": stdin, "stdout": stdout, "stderr": stderr}:
+            _flags, reader, writer = self._preattached
+            self._preattached = None
+            return reader, writer
         try:
             reader, writer = await _open(self.socket)
         except _GONE:
@@ -422,15 +437,21 @@ class MonitorClient:
         except asyncio.IncompleteReadError:
             raise System(f"the monitor of container {req.container_id} died while starting "
                          "it, or the monitor factory closed the connection") from None
-        finally:
+        except BaseException:
+            await _close(writer)
+            raise
+        if req.attach is None or event.get("event") == "error":
             await _close(writer)
         if event.get("event") == "error":
             raise StartError(event.get("message", "start failed"),
                              StartKind(event.get("kind", StartKind.FAILED)), event.get("exit_code"))
         status = Status.RUNNING if event.get("event") == "started" else Status.CREATED
-        return MonitorHandle(req.container_id, req.state_dir, pid=int(event["pid"]),
-                             monitor_pid=int(event.get("monitor_pid", 0)),
-                             status=status, started_at=event.get("started_at", ""))
+        handle = MonitorHandle(req.container_id, req.state_dir, pid=int(event["pid"]),
+                               monitor_pid=int(event.get("monitor_pid", 0)),
+                               status=status, started_at=event.get("started_at", ""))
+        if req.attach is not None:
+            handle._preattached = (req.attach, reader, writer)
+        return handle
 
     async def connect(self, container_id: str, state_dir: str | None = None) -> MonitorHandle | None:
         """Find a container's monitor again (after a daemon restart). A handle to the live

@@ -279,14 +279,34 @@ class Monitor:
                 self.prefork.discard()
             return 1
         event = "started" if self.status == RUNNING else "created"
-        self.tell({"event": event, "pid": self.pid, "started_at": self.started_at,
-                   "monitor_pid": os.getpid()})
+        outcome = {"event": event, "pid": self.pid, "started_at": self.started_at,
+                   "monitor_pid": os.getpid()}
+        if self.req.attach is not None and self.report is not None:
+            self.attach_report(outcome)
+        else:
+            self.tell(outcome)
         if self.prefork is not None:
             # after the daemon has heard: the helper's exit makes the init our child, which
             # reap() needs (the init's parent is the helper until then)
             self.prefork.reap()
         self.loop()
         return 0
+
+    def attach_report(self, outcome: dict) -> None:
+        """The outcome on the spawn connection, which then carries the attach that the spawn
+        request asked for (as op_attach would)."""
+        sock, self.report = self.report, None
+        try:
+            sock.sendall(P.encode(outcome))
+        except OSError:  # the daemon went away
+            sock.close()
+            return
+        sock.setblocking(False)
+        client = Client(sock)
+        flags = self.req.attach
+        client.attach = {"stdin": flags["stdin"] and self.req.open_stdin,
+                         "stdout": flags["stdout"], "stderr": flags["stderr"]}
+        self.add(client)
 
     def tell(self, message: dict) -> None:
         if self.report is None:

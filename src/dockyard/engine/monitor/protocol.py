@@ -208,7 +208,9 @@ class SpawnRequest:
     ``config_follows``: the bundle's config.json is still being written: the monitor gets
     ready (and its helper mounts the rootfs) meanwhile, and goes on at the line
     ``{"go": true}`` on the spawn connection; the connection's end instead withdraws the
-    start (`GO`).
+    start (`GO`). ``attach``: ``{"stdin", "stdout", "stderr"}``: after its outcome, the spawn
+    connection is an attach stream, as after an ``attach`` request (no connection and round
+    trip of its own for `docker run`'s attach).
     """
 
     container_id: str
@@ -225,6 +227,7 @@ class SpawnRequest:
     runtime_root: str = ""
     start: bool = True
     config_follows: bool = False
+    attach: dict | None = None
 
     def to_json(self) -> dict:
         return {"container_id": self.container_id, "bundle": self.bundle,
@@ -233,7 +236,7 @@ class SpawnRequest:
                 "log_attrs": dict(self.log_attrs), "tty": self.tty,
                 "open_stdin": self.open_stdin, "stdin_once": self.stdin_once,
                 "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start,
-                "config_follows": self.config_follows}
+                "config_follows": self.config_follows, "attach": self.attach}
 
     @classmethod
     def from_json(cls, data: object) -> "SpawnRequest":
@@ -259,7 +262,8 @@ class SpawnRequest:
                   runtime=_str(data, "runtime", "dockyard"),
                   runtime_root=_str(data, "runtime_root", ""),
                   start=data.get("start", True) is not False,
-                  config_follows=data.get("config_follows") is True)
+                  config_follows=data.get("config_follows") is True,
+                  attach=_attach_flags(data.get("attach")))
         for key in ("bundle", "state_dir", "log_path", "runtime_root"):
             if not getattr(req, key).startswith("/") and (key != "log_path" or req.log_path):
                 raise InvalidArgument(f"spawn request: {key} must be an absolute path")
@@ -267,6 +271,14 @@ class SpawnRequest:
 
 
 GO = {"go": True}  # SpawnRequest.config_follows: config.json is written
+
+
+def _attach_flags(value: object) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidArgument("spawn request: attach must be an object")
+    return {k: value.get(k) is True for k in ("stdin", "stdout", "stderr")}
 
 
 @dataclass(frozen=True)
