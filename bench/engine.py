@@ -8,7 +8,7 @@ runtime (dockyard: its in-process runtime library; dockerd: containerd + runc). 
 
 - memory: engine-side PSS per idle running container. Baseline, then 20 ``docker run -d
   busybox sleep 600``, then again; (after - baseline) / 20. dockyard: daemon + monitor factory
-  + every monitor; dockerd: dockerd + containerd + every containerd-shim-runc-v2. It runs
+  (with its idle spares and their start helpers, a fixed cost) + every monitor; dockerd: dockerd + containerd + every containerd-shim-runc-v2. It runs
   first, on daemons that have only run a few warm-up containers, so that heap which the other
   sections grow and free again cannot absorb the per-container growth.
 - run: ``docker run --rm busybox true``, median wall time of --runs runs after 3 warm-ups each,
@@ -110,6 +110,14 @@ def _stat(pid: int) -> tuple[str, int, str] | None:
     comm = data[data.index("(") + 1:data.rindex(")")]
     fields = data[data.rindex(")") + 2:].split()
     return comm, int(fields[1]), fields[0]
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _pids() -> Iterable[int]:
@@ -243,13 +251,18 @@ class DockyardEngine(Engine):
                 st = _stat(pid)
                 if st is not None and st[2] != "Z":
                     forks[pid] = st[1]
-        monitors = [pid for pid, ppid in forks.items() if ppid not in forks]
+        # a monitor names itself "dockyard-mon"; the factory's idle spares and the start
+        # helpers they fork ahead are the rest: a fixed cost, like the factory's
+        monitors = [pid for pid, ppid in forks.items()
+                    if ppid not in forks and _comm(pid) == "dockyard-mon"]
+        spares = [pid for pid in forks if pid not in monitors and forks[pid] not in monitors]
         return {"daemon": [daemon.pid] if daemon.pid else [],
                 "factory": [factory] if factory else [],
+                "spares": sorted(spares),
                 "monitor": sorted(monitors)}
 
     def baseline_roles(self) -> tuple[str, ...]:
-        return ("daemon", "factory")
+        return ("daemon", "factory", "spares")
 
 
 class DockerdEngine(Engine):
