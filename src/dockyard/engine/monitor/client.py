@@ -95,6 +95,12 @@ async def _until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         await _close(writer)
 
 
+async def _monitor_gone(pid: int) -> None:
+    """A monitor's exit (its teardown is over by then); bounded, and quiet about it."""
+    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+        await _wait_exited(pid)
+
+
 async def _wait_exited(pid: int, timeout: float = 10.0) -> None:
     """Until ``pid`` has exited (a zombie counts: it holds no files or locks)."""
     async with asyncio.timeout(timeout):
@@ -189,7 +195,7 @@ class MonitorHandle:
             return True
         try:
             await asyncio.wait_for(asyncio.shield(self._cleaned), timeout)
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, TimeoutError):
             return False
         return True
 
@@ -237,6 +243,9 @@ class MonitorHandle:
             status = read_exit(self.state_dir) or ExitStatus(
                 255, error=f"the monitor of container {self.container_id} died without "
                            f"recording its exit")
+            if self.monitor_pid > 1:  # it may be ending (its teardown done, or not yet)
+                self._cleaned = asyncio.get_running_loop().create_task(
+                    _monitor_gone(self.monitor_pid))
         self.exit_status = status
         self.status = Status.STOPPED
         return status

@@ -283,7 +283,11 @@ class Factory:
             self.S.SYS.prctl(self.S.PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != factory:
                 os._exit(0)
-            prefork = self.runtimes.Prefork()  # the monitor's start helper, forked now
+            try:
+                prefork = self.runtimes.Prefork()  # the monitor's start helper, forked now
+            except OSError as exc:  # EAGAIN, ENOMEM: the monitor forks its helper later
+                _log(f"fork of a start helper: {exc}")
+                prefork = None
             while True:
                 try:
                     fd, _ = self.sock._accept()
