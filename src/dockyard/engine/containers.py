@@ -62,8 +62,8 @@ class ContainerService(ContainerOpsMixin):
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._backoff: dict[str, float] = {}
-        self._attach_waiters: dict[str, list[tuple[asyncio.Future, asyncio.Event]]] = {}
-        self._attach_flags: dict[str, dict] = {}  # the first waiter's, for a spawn to carry
+        # attaches waiting for a start: (handle future, attached event, stdin/stdout/stderr)
+        self._attach_waiters: dict[str, list[tuple[asyncio.Future, asyncio.Event, dict]]] = {}
         self._reserved_names: set[str] = set()
 
     # -- lookup -----------------------------------------------------------------------------
@@ -336,7 +336,8 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine.monitor import SpawnRequest, StartError
 
         network = asyncio.ensure_future(before_start())
-        attach = self._attach_flags.pop(c.id, None) if self._attach_waiters.get(c.id) else None
+        waiting = self._attach_waiters.get(c.id)
+        attach = waiting[0][2] if waiting else None  # the first waiter's, on the spawn's line
         try:
             handle = await self.monitors.spawn(SpawnRequest(**req, start=False, attach=attach),
                                                prepare)
@@ -382,8 +383,7 @@ class ContainerService(ContainerOpsMixin):
     def _fail_start(self, c: Container, exc) -> None:
         """Record a start that failed: the error, Docker's exit code, and the attach requests
         that were waiting for it released with the reason."""
-        self._attach_flags.pop(c.id, None)
-        for fut, _connected in self._attach_waiters.pop(c.id, []):
+        for fut, _connected, _flags in self._attach_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_exception(Conflict(f"container {c.id} did not start: {exc}"))
         c.state.Error = str(exc)
@@ -394,12 +394,11 @@ class ContainerService(ContainerOpsMixin):
     async def _connect_waiting_attaches(self, c: Container, handle) -> None:
         """Attach requests made before start (`docker run`) connect to the monitor between
         create and start, so they see every byte of output."""
-        self._attach_flags.pop(c.id, None)
         waiting = self._attach_waiters.pop(c.id, [])
-        for fut, _connected in waiting:
+        for fut, _connected, _flags in waiting:
             if not fut.done():
                 fut.set_result(handle)
-        for fut, connected in waiting:
+        for _fut, connected, _flags in waiting:
             try:
                 await asyncio.wait_for(connected.wait(), 5)
             except asyncio.TimeoutError:
@@ -412,10 +411,7 @@ class ContainerService(ContainerOpsMixin):
         stderr): the first waiter's are the spawn's own attach (SpawnRequest.attach)."""
         fut = asyncio.get_running_loop().create_future()
         connected = asyncio.Event()
-        waiters = self._attach_waiters.setdefault(c.id, [])
-        if not waiters and flags is not None:
-            self._attach_flags[c.id] = flags
-        waiters.append((fut, connected))
+        self._attach_waiters.setdefault(c.id, []).append((fut, connected, flags))
         return fut, connected
 
     def _bundle_inputs(self, c: Container, bundle: str) -> tuple[list, dict | None]:
@@ -687,8 +683,7 @@ class ContainerService(ContainerOpsMixin):
             self._delete_later(later, monitor)
             raise
         await self.engine.networks.forget(c)
-        self._attach_flags.pop(c.id, None)
-        for fut, _connected in self._attach_waiters.pop(c.id, []):
+        for fut, _connected, _flags in self._attach_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_exception(NotFound(f"No such container: {c.id}"))
         self.store.remove(c.id)

@@ -397,14 +397,9 @@ class Runtime(ControlMixin):
             if status != st.CREATED:
                 raise Conflict(f"cannot start an already {status} container")
             try:
-                fd = os.open(cdir.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                cdir.release_fifo()
             except OSError:
                 raise Conflict("cannot start a container that has stopped") from None
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-            os.unlink(cdir.fifo)
             hooks = self._state_hooks(state)
             if hooks and hooks.poststart:
                 run_hooks(hooks.poststart, self.oci_state(state, st.RUNNING), "poststart",

@@ -68,6 +68,17 @@ class ContainerDir:
     def fifo(self) -> str:
         return os.path.join(self.path, EXEC_FIFO)
 
+    def release_fifo(self) -> None:
+        """What `start` does to a created container: write the exec fifo the waiting init
+        reads, then remove it. OSError as open(2) gives it: ENXIO when no init waits on the
+        fifo any more, ENOENT when it is gone (started already)."""
+        fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+        os.unlink(self.fifo)
+
     def exists(self) -> bool:
         return os.path.exists(os.path.join(self.path, STATE_FILE)) or os.path.isdir(self.path)
 

@@ -438,11 +438,9 @@ class MonitorClient:
                     raise
                 writer.write(P.encode(P.GO))
             async with asyncio.timeout(SPAWN_TIMEOUT):
-                # one message: the outcome, or the factory's error reply (a factory from
-                # before the spares first sends {"monitor_pid": N} alone)
+                # one message: the outcome, or the factory's error reply (an older factory,
+                # which answered in two, is replaced by ensure_factory: PROTOCOL_VERSION)
                 event = P.raise_for(await _read_message(reader))
-                if "event" not in event and "monitor_pid" in event:
-                    event = {"monitor_pid": event["monitor_pid"], **await _read_message(reader)}
         except asyncio.IncompleteReadError:
             raise System(f"the monitor of container {req.container_id} died while starting "
                          "it, or the monitor factory closed the connection") from None

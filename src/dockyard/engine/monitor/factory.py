@@ -15,8 +15,9 @@ A request is one JSON line: ``{"op": "spawn", "request": SpawnRequest}``, ``{"op
 ("spares") blocked in accept() on its socket, so that no fork lies between a daemon's connect
 and the answer. The spare that takes a connection tells the factory (which forks a
 replacement), reads the request and becomes what it asks for: for a spawn, the monitor, which
-writes ``{"event": "started"|"created"|"error", "monitor_pid": N, ...}`` on the connection. The factory reaps its children as they end; monitors outlive the factory (they
-are re-parented to init), and an idle spare dies with it.
+writes ``{"event": "started"|"created"|"error", "monitor_pid": N, ...}`` on the connection.
+The factory reaps its children as they end; monitors outlive the factory (they are
+re-parented to init), and an idle spare dies with it.
 
 Density is why it looks like this. A monitor shares the factory's pages copy-on-write; every
 page that the monitor's lineage writes becomes its own, and so does every page the factory

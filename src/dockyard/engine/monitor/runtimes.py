@@ -300,11 +300,11 @@ def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: s
         rt = runtime_for(req)
         pid = rt.create(req.container_id, req.bundle, console)
         created = True
-        ooms = oom_kills(config, req.container_id)
+        linux = config.get("linux") or {}
+        ooms = oom_kills(linux.get("cgroupsPath"), req.container_id)
         if req.start:
             rt.start(req.container_id)
         hooks = config.get("hooks") or {}
-        linux = config.get("linux") or {}
         return {"ok": True, "pid": pid, "oom_kills": ooms,
                 "cgroups_path": linux.get("cgroupsPath"),
                 "lean_start": isinstance(rt, LibraryRuntime) and not hooks.get("poststart"),
@@ -345,6 +345,7 @@ def await_go(go: Go, timeout: float = 60.0) -> None:
     """Block until the daemon's `P.GO` line arrives (after ``go.early``, on ``go.fd``); the
     connection's end (or anything else) is the start withdrawn."""
     import select
+    import time
 
     decoder = P.LineDecoder()
     msg = decoder.next(go.early) if go.early else None
@@ -353,9 +354,9 @@ def await_go(go: Go, timeout: float = 60.0) -> None:
             return
         raise InvalidArgument("the daemon withdrew the start")
     fd = go.fd
-    deadline = _monotonic() + timeout
+    deadline = time.monotonic() + timeout
     while True:
-        left = deadline - _monotonic()
+        left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             raise System("the daemon did not finish the container's configuration in time")
         data = os.read(fd, 64)
@@ -366,15 +367,9 @@ def await_go(go: Go, timeout: float = 60.0) -> None:
             raise InvalidArgument("the daemon withdrew the start")
 
 
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
-
-
 def start_lean(req: P.SpawnRequest) -> dict:
     """`start_created` for the runtime library and a container without poststart hooks,
-    done in the monitor itself (no helper to fork): write the exec fifo, as `Runtime.start`
+    done in the monitor itself (no helper to fork): release the exec fifo as `Runtime.start`
     does, without loading the runtime's saved state. An init that died before its start
     leaves no reader on the fifo (ENXIO); a started container has no fifo left."""
     from dockyard.errdefs import Conflict
@@ -386,86 +381,11 @@ def start_lean(req: P.SpawnRequest) -> dict:
     except FileNotFoundError:
         return P.error_reply(Conflict("cannot start a container that has stopped"))
     try:
-        try:
-            fd = os.open(cdir.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return P.error_reply(Conflict("cannot start an already running container"))
-        except OSError:
-            return P.error_reply(Conflict("cannot start a container that has stopped"))
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
-        os.unlink(cdir.fifo)
-    finally:
-        cdir.unlock()
-    return {"ok": True}
-
-
-class Go:
-    """Where the daemon's go-ahead comes (SpawnRequest.config_follows): the spawn connection's
-    descriptor, and the bytes of it already read with the request."""
-
-    def __init__(self, fd: int, early: bytes = b"") -> None:
-        self.fd, self.early = fd, early
-
-
-def await_go(go: Go, timeout: float = 60.0) -> None:
-    """Block until the daemon's `P.GO` line arrives (after ``go.early``, on ``go.fd``); the
-    connection's end (or anything else) is the start withdrawn."""
-    import select
-
-    decoder = P.LineDecoder()
-    msg = decoder.next(go.early) if go.early else None
-    if msg is not None:
-        if msg == P.GO:
-            return
-        raise InvalidArgument("the daemon withdrew the start")
-    fd = go.fd
-    deadline = _monotonic() + timeout
-    while True:
-        left = deadline - _monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise System("the daemon did not finish the container's configuration in time")
-        data = os.read(fd, 64)
-        msg = decoder.next(data) if data else None
-        if msg == P.GO:
-            return
-        if not data or msg is not None:
-            raise InvalidArgument("the daemon withdrew the start")
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
-
-
-def start_lean(req: P.SpawnRequest) -> dict:
-    """`start_created` for the runtime library and a container without poststart hooks,
-    done in the monitor itself (no helper to fork): write the exec fifo, as `Runtime.start`
-    does, without loading the runtime's saved state. An init that died before its start
-    leaves no reader on the fifo (ENXIO); a started container has no fifo left."""
-    from dockyard.errdefs import Conflict
-    from dockyard.runtime import state as st
-
-    cdir = st.ContainerDir(req.runtime_root, req.container_id)
-    try:
-        cdir.lock()
+        cdir.release_fifo()
     except FileNotFoundError:
+        return P.error_reply(Conflict("cannot start an already running container"))
+    except OSError:
         return P.error_reply(Conflict("cannot start a container that has stopped"))
-    try:
-        try:
-            fd = os.open(cdir.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return P.error_reply(Conflict("cannot start an already running container"))
-        except OSError:
-            return P.error_reply(Conflict("cannot start a container that has stopped"))
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
-        os.unlink(cdir.fifo)
     finally:
         cdir.unlock()
     return {"ok": True}
@@ -504,9 +424,9 @@ def teardown_container(req: P.SpawnRequest, cgroups_path: str | None = None, *,
 def count_oom_kills(req: P.SpawnRequest, cgroups_path: str | None = None) -> tuple[int, str]:
     """(the OOM-kill count of the container's cgroup, a warning if it could not be read)."""
     try:
-        config = ({"linux": {"cgroupsPath": cgroups_path}} if cgroups_path is not None
-                  else read_config(req.bundle))
-        return oom_kills(config, req.container_id), ""
+        if cgroups_path is None:
+            cgroups_path = (read_config(req.bundle).get("linux") or {}).get("cgroupsPath")
+        return oom_kills(cgroups_path, req.container_id), ""
     except DockyardError as exc:
         return 0, f"reading the OOM-kill count: {exc}"
 
@@ -538,12 +458,12 @@ def read_config(bundle: str) -> dict:
     return config
 
 
-def oom_kills(config: dict, cid: str) -> int:
+def oom_kills(cgroups_path: str | None, cid: str) -> int:
     """How often the kernel's OOM killer has struck in the container's cgroup."""
     from dockyard.runtime.cgroups import cgroup_manager
 
     try:
-        cgroup = cgroup_manager((config.get("linux") or {}).get("cgroupsPath"), cid)
+        cgroup = cgroup_manager(cgroups_path, cid)
         return cgroup.oom_kill_count()
     except (OSError, ValueError) as exc:
         raise System(f"cgroup of {cid}: {exc}") from None
