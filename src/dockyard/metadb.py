@@ -32,6 +32,7 @@ class MetaDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                     timeout=timeout)
+        self.synchronous = synchronous.upper()
         self._lock = threading.RLock()
         try:
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -49,20 +50,30 @@ class MetaDB:
             raise
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; nested inside another, part of the outer one."""
+    def write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; nested inside another, part of the outer one. ``durable`` False:
+        this commit at NORMAL (no fsync: it survives a crash of the process, and the next
+        durable commit makes it survive a power loss too, WAL frames being kept in order),
+        for a change that a power loss may undo without harm."""
         with self._lock:
             if self.conn.in_transaction:
                 yield self.conn
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
+            relaxed = not durable and self.synchronous in ("FULL", "EXTRA")
+            if relaxed:
+                self.conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if relaxed:
+                    self.conn.execute(f"PRAGMA synchronous={self.synchronous}")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

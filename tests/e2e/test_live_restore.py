@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -101,6 +102,36 @@ def test_a_container_whose_monitor_died_is_reclaimed(daemon):
     with open("/proc/self/mountinfo") as f:
         assert cid not in f.read()  # its root filesystem was unmounted
     daemon.docker("rm", cid)
+
+
+def _mounted(text: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return text in f.read()
+
+
+def test_a_run_rm_container_is_unmounted_and_its_bundle_deleted_after_the_answer(daemon):
+    """A --rm container's monitor leaves its rootfs mounted (keep_mounted): the removal
+    answers first, then unmounts it and deletes the bundle where it is. A bundle of no known
+    container, still mounted (a crash between the two), goes at the next start."""
+    out = daemon.docker("run", "--rm", "busybox", "sh", "-c", "cat /proc/self/cgroup >/dev/null")
+    assert out.returncode == 0
+    cid = daemon.docker("run", "-d", "--rm", "busybox", "true").stdout.strip()
+    bundle = daemon.exec_root / "containers" / cid
+    deadline = time.time() + 10
+    while (bundle.exists() or _mounted(cid)) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not bundle.exists() and not _mounted(cid)
+    assert daemon.docker("ps", "-aq").stdout.strip() == ""
+    orphan = daemon.exec_root / "containers" / ("f" * 64)
+    (orphan / "rootfs").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(orphan / "rootfs")], check=True)
+    try:
+        (orphan / "rootfs" / "file").write_text("x")
+        daemon.kill(signal.SIGKILL)
+        daemon.start()
+        assert not _mounted(str(orphan)) and not orphan.exists()
+    finally:
+        subprocess.run(["umount", str(orphan / "rootfs")], capture_output=True)
 
 
 def test_removed_containers_leave_no_files_and_a_crash_leaves_none_either(daemon):

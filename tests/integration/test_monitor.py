@@ -329,6 +329,29 @@ def test_the_rootfs_is_mounted_for_the_container_and_unmounted_after(monitors):
     assert_cleaned_up(monitors, req, handle)
 
 
+def test_keep_mounted_leaves_the_rootfs_to_the_daemon(monitors):
+    """A --rm container's monitor tears down all but the rootfs mount, which the daemon
+    unmounts after answering the removal (SpawnRequest.keep_mounted)."""
+    bundle = monitors.bundle("true", mounted=True)
+    req = monitors.request(bundle, rootfs_mounts=monitors.mounts_for(bundle), keep_mounted=True)
+
+    async def scenario():
+        handle = await monitors.spawn(req)
+        status = await handle.wait()
+        assert await handle.cleaned()
+        return status
+
+    try:
+        assert run(scenario()).exit_code == 0
+        assert not monitors.wait_monitors_gone(), "the monitor did not exit"
+        assert is_mountpoint(bundle / "rootfs")
+        assert not monitors.runtime_state(req).exists()
+        assert cgroup_dirs(req.container_id) == []
+    finally:
+        subprocess.run(["umount", str(bundle / "rootfs")], capture_output=True)
+    assert not is_mountpoint(bundle / "rootfs")
+
+
 # -- attach -----------------------------------------------------------------------------------
 
 def test_attach_streams_output_live_and_stdin_reaches_the_container(monitors):

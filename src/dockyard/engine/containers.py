@@ -235,25 +235,39 @@ class ContainerService(ContainerOpsMixin):
             with open(path, "w") as f:
                 f.write(text)
 
-    def _discard_files(self, c: Container, later: list | None = None) -> None:
+    def _discard_files(self, c: Container, later: list | None = None,
+                       teardown_pending: bool = False) -> None:
         """Unmount and remove a container's files and snapshot. With ``later``, the
-        directories are only renamed out of the way (``rm-<id>``, which `_remove_orphans`
-        finds after a crash) and appended to it: `_delete_later` removes them after the
-        removal has been answered."""
+        directories are only set aside and appended to it: `_delete_later` removes them after
+        the removal has been answered. The data directory and the snapshot are renamed out of
+        the way (``rm-<id>``, which `_remove_orphans` finds after a crash). With
+        ``teardown_pending`` (the last run's monitor is still deleting the runtime's container
+        and unmounting the rootfs), the bundle is left where it is, mounted: the monitor
+        unmounts it by its path, and `_delete` unmounts what is left before deleting it (a
+        crash meanwhile leaves a bundle of no known container, which `_remove_orphans`
+        unmounts and deletes)."""
         from dockyard.snapshot.mounts import unmount_all
 
         bundle = os.path.join(self.exec_dir, c.id)
+        if later is not None and teardown_pending:
+            later.append(_Bundle(bundle))
+        else:
+            try:
+                unmount_all(os.path.join(bundle, "rootfs"))
+            except Exception:  # noqa: BLE001 - best effort; logged below
+                log.warning("unmounting %s failed", bundle, exc_info=True)
         try:
-            unmount_all(os.path.join(bundle, "rootfs"))
-        except Exception:  # noqa: BLE001 - best effort; logged below
-            log.warning("unmounting %s failed", bundle, exc_info=True)
-        try:
-            self.engine.images.snapshots.remove(c.snapshot_key, defer=later)
+            # not durable: the container's own record goes at NORMAL (ContainerStore), so a
+            # power loss can bring back either; a snapshot without its container,
+            # _remove_orphans removes
+            self.engine.images.snapshots.remove(c.snapshot_key, defer=later, durable=False)
         except NotFound:
             pass
         for path in (os.path.join(self.data_dir, c.id), bundle):
             if later is None:
                 shutil.rmtree(path, ignore_errors=True)
+                continue
+            if path == bundle and teardown_pending:
                 continue
             trash = os.path.join(os.path.dirname(path), f"rm-{c.id}")
             try:
@@ -487,7 +501,10 @@ class ContainerService(ContainerOpsMixin):
                     log_opts=logdrivers.monitor_options(log_cfg), log_attrs=attrs,
                     tty=bool(c.config.get("Tty")), open_stdin=bool(c.config.get("OpenStdin")),
                     stdin_once=bool(c.config.get("StdinOnce")), runtime=c.runtime,
-                    runtime_root=os.path.join(self.engine.config.exec_root, "runtime"))
+                    runtime_root=os.path.join(self.engine.config.exec_root, "runtime"),
+                    # removed after its exit: its rootfs is unmounted by the removal's
+                    # deferred deletion (_rmtrees), after the answer
+                    keep_mounted=bool(c.host_config.get("AutoRemove")))
 
     def _state_dir(self, c: Container) -> str:
         return os.path.join(self.exec_dir, c.id, "monitor")
@@ -673,16 +690,15 @@ class ContainerService(ContainerOpsMixin):
         c.manually_stopped = True
         previous, c.state.Status = c.state.Status, REMOVING
         later: list = []
-        # the last run's monitor may still be unmounting the rootfs (the unmount below
-        # covers it) and deleting the runtime's container: the files wait for it
+        # the last run's monitor may still be deleting the runtime's container and
+        # unmounting the rootfs: the files wait for it (_discard_files, _delete)
         monitor = self._last_monitors.pop(c.id, None)
         try:
-            await asyncio.to_thread(self._discard_files, c, later)
+            await asyncio.to_thread(self._discard_files, c, later, monitor is not None)
         except BaseException:
             c.state.Status = previous
             self._delete_later(later, monitor)
             raise
-        await self.engine.networks.forget(c)
         for fut, _connected, _flags in self._attach_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_exception(NotFound(f"No such container: {c.id}"))
@@ -699,6 +715,13 @@ class ContainerService(ContainerOpsMixin):
         self._exits.pop(c.id, None)
         self._locks.pop(c.id, None)
         self._delete_later(later, monitor)
+        # after the waiters are told (`docker run --rm` returns): only its sandbox's record
+        # is left, the exit's teardown gave back its addresses; a crash before this, the
+        # next start's forget_orphans covers
+        try:
+            await self.engine.networks.forget(c)
+        except Exception:  # noqa: BLE001 - the container is gone either way
+            log.warning("forgetting the network sandbox of %s failed", c.id, exc_info=True)
 
     async def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
@@ -861,8 +884,22 @@ def _decoded(data: bytes | None) -> str | None:
     return None if data is None else data.decode(errors="replace")
 
 
+class _Bundle(str):
+    """A container's bundle set aside for deletion where it is: its rootfs may still be
+    mounted, so `_rmtrees` unmounts it first and leaves the bundle if that fails (a delete
+    must never descend into a mounted root filesystem)."""
+
+
 def _rmtrees(paths: list) -> None:
+    from dockyard.snapshot.mounts import unmount_all
+
     for path in paths:
+        if isinstance(path, _Bundle):
+            try:
+                unmount_all(os.path.join(path, "rootfs"))
+            except Exception:  # noqa: BLE001 - left for _remove_orphans at the next start
+                log.warning("unmounting %s failed; left in place", path, exc_info=True)
+                continue
         shutil.rmtree(path, ignore_errors=True)
 
 

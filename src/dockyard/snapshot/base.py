@@ -91,10 +91,12 @@ class Snapshotter(Protocol):
     def commit(self, name: str, key: str, labels: dict[str, str] | None = None) -> None:
         """Turn active ``key`` into committed ``name`` with the same parent; ``key`` is gone."""
 
-    def remove(self, key: str, *, defer: list[Path] | None = None) -> None:
+    def remove(self, key: str, *, defer: list[Path] | None = None, durable: bool = True) -> None:
         """Remove a snapshot and its files; Conflict while it has children. With ``defer``,
         the files are only moved out of the way and their new path appended to it, for the
-        caller to delete later (what is left after a crash is removed by `cleanup`)."""
+        caller to delete later (what is left after a crash is removed by `cleanup`).
+        ``durable`` False: the record's removal need not survive a power loss (the caller
+        cleans up what one brings back)."""
 
     def stat(self, key: str) -> Info: ...
 
@@ -150,8 +152,8 @@ class MetaStore:
         self._conn = self._db.conn
 
     @contextmanager
-    def write(self) -> Iterator["MetaStore"]:
-        with self._db.write():
+    def write(self, durable: bool = True) -> Iterator["MetaStore"]:
+        with self._db.write(durable=durable):
             yield self
 
     @contextmanager
@@ -378,8 +380,8 @@ class LocalSnapshotter:
                               labels={**row.labels, **labels}, now=time.time())
         log.debug("snapshot %s committed as %s", key, name)
 
-    def remove(self, key: str, *, defer: list[Path] | None = None) -> None:
-        with self._meta.write():
+    def remove(self, key: str, *, defer: list[Path] | None = None, durable: bool = True) -> None:
+        with self._meta.write(durable=durable):
             row = self._row(key)
             if self._meta.has_children(row.id):
                 raise Conflict(f"cannot remove snapshot with child: {key!r}")

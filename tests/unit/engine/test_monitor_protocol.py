@@ -17,7 +17,8 @@ from dockyard.errdefs import (
 REQ = SpawnRequest("c1", "/b/c1", "/run/dy/containers/c1",
                    [{"type": "bind", "source": "/x", "options": ["rbind"]}],
                    "/var/lib/dy/c1/c1-json.log", log_opts={"max-size": "1m"}, tty=True, open_stdin=True, stdin_once=True,
-                   runtime="/usr/sbin/runc", runtime_root="/run/dy/runc", start=False)
+                   runtime="/usr/sbin/runc", runtime_root="/run/dy/runc", start=False,
+                   keep_mounted=True)
 
 
 # -- messages ---------------------------------------------------------------------------------

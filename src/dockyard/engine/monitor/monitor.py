@@ -21,6 +21,7 @@ never the loop). Runtime work (create, start, kill, pause, delete) runs in helpe
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
@@ -698,8 +699,11 @@ class Monitor:
     def teardown(self, count_ooms: bool) -> int:
         """Delete the runtime's container, unmount the rootfs; the OOM-kill count. In this
         process (no helper): a monitor whose init has exited is about to end, so what the
-        teardown writes to its heap no longer costs anything."""
-        reply = runtimes.teardown_container(self.req, self.cgroups_path, count_ooms=count_ooms)
+        teardown writes to its heap no longer costs anything. With ``keep_mounted``, the
+        rootfs stays mounted: the daemon unmounts it (SpawnRequest)."""
+        req = (dataclasses.replace(self.req, rootfs_mounts=[]) if self.req.keep_mounted
+               else self.req)
+        reply = runtimes.teardown_container(req, self.cgroups_path, count_ooms=count_ooms)
         for warning in reply.get("warnings", []) + ([reply["error"]] if "error" in reply else []):
             log.warning("%s: %s", self.req.container_id, warning)
         return reply.get("oom_kills", 0)

@@ -23,7 +23,7 @@ from dockyard.errdefs import (
 )
 from dockyard.spec import jsonfast
 
-PROTOCOL_VERSION = 2  # 2: spares answer spawns; config_follows
+PROTOCOL_VERSION = 3  # 2: spares answer spawns; config_follows. 3: keep_mounted
 
 # under the exec root
 FACTORY_SOCKET = "monitor-factory.sock"
@@ -210,7 +210,11 @@ class SpawnRequest:
     ``{"go": true}`` on the spawn connection; the connection's end instead withdraws the
     start (`GO`). ``attach``: ``{"stdin", "stdout", "stderr"}``: after its outcome, the spawn
     connection is an attach stream, as after an ``attach`` request (no connection and round
-    trip of its own for `docker run`'s attach).
+    trip of its own for `docker run`'s attach). ``keep_mounted``: the teardown after the
+    exit leaves the rootfs mounted, for the daemon to unmount: a --rm container, whose removal
+    follows its exit. An overlay's unmount syncs the upper filesystem, and on ext4 that stalls
+    every other writer there (the removal's renames and database commits) until the journal
+    commits; the daemon unmounts after the removal has been answered instead.
     """
 
     container_id: str
@@ -228,6 +232,7 @@ class SpawnRequest:
     start: bool = True
     config_follows: bool = False
     attach: dict | None = None
+    keep_mounted: bool = False
 
     def to_json(self) -> dict:
         return {"container_id": self.container_id, "bundle": self.bundle,
@@ -236,7 +241,8 @@ class SpawnRequest:
                 "log_attrs": dict(self.log_attrs), "tty": self.tty,
                 "open_stdin": self.open_stdin, "stdin_once": self.stdin_once,
                 "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start,
-                "config_follows": self.config_follows, "attach": self.attach}
+                "config_follows": self.config_follows, "attach": self.attach,
+                "keep_mounted": self.keep_mounted}
 
     @classmethod
     def from_json(cls, data: object) -> "SpawnRequest":
@@ -263,7 +269,8 @@ class SpawnRequest:
                   runtime_root=_str(data, "runtime_root", ""),
                   start=data.get("start", True) is not False,
                   config_follows=data.get("config_follows") is True,
-                  attach=_attach_flags(data.get("attach")))
+                  attach=_attach_flags(data.get("attach")),
+                  keep_mounted=data.get("keep_mounted") is True)
         for key in ("bundle", "state_dir", "log_path", "runtime_root"):
             if not getattr(req, key).startswith("/") and (key != "log_path" or req.log_path):
                 raise InvalidArgument(f"spawn request: {key} must be an absolute path")
