@@ -56,6 +56,11 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine.monitor import MonitorClient
 
         self.monitors = MonitorClient(cfg.exec_root, os.path.join(cfg.exec_root, "runtime"))
+        from dockyard.engine.monitor import SpawnRequest
+        from dockyard.engine.speculation import Speculations
+
+        self.speculations = Speculations(  # monitors asked for at create: see _speculate
+            lambda req, prepare: self.monitors.spawn(SpawnRequest(**req, start=False), prepare))
         self._handles: dict[str, object] = {}
         self._last_monitors: dict[str, object] = {}  # exited, maybe still tearing down
         self._exits: dict[str, asyncio.Condition] = {}
@@ -100,10 +105,15 @@ class ContainerService(ContainerOpsMixin):
                 if c.image_id == image_id]
 
     async def settled(self, c: Container) -> None:
-        """Until the monitor of ``c``'s last run has deleted the runtime's container and
-        unmounted the rootfs: it tells the exit first and does that after. Before anything
-        that uses them again: a start, a mount of the stopped container, the removal of its
-        files."""
+        """Until no monitor holds ``c``'s rootfs: a speculative one withdrawn (see
+        `_speculate`), and the last run's done deleting the runtime's container and
+        unmounting the rootfs (it tells the exit first and does that after). Before
+        anything that uses them again: a mount of the stopped container, the removal of its
+        files; a start takes the speculation instead (`_torn_down`)."""
+        await self.speculations.withdraw(c.id)
+        await self._torn_down(c)
+
+    async def _torn_down(self, c: Container) -> None:
         handle = self._last_monitors.pop(c.id, None)
         if handle is not None and not await handle.cleaned():
             log.warning("the monitor of %s did not finish its teardown in time", c.id)
@@ -186,7 +196,27 @@ class ContainerService(ContainerOpsMixin):
             raise
         self._containers[c.id] = c
         self._emit(c, "create")
+        self._speculate(c)
         return c, []
+
+    def _speculate(self, c: Container) -> None:
+        """Ask for the monitor of ``c`` now, for a start that may follow (engine/
+        speculation.py): not for a container with volumes (its start mounts the rootfs in
+        the daemon for their copy-up)."""
+        if has_volumes(c):
+            return
+        try:
+            bundle = os.path.join(self.exec_dir, c.id)
+            mounts = self._bundle_mounts(c, bundle)
+            spawn = self.speculations.begin(c.id, self._spawn_fields(c, mounts))
+        except Exception:  # noqa: BLE001 - only an optimisation: the start goes without
+            log.debug("no speculative spawn for %s", c.id, exc_info=True)
+            return
+        if spawn is not None and _netns_of_its_own(c.host_config):
+            # config.json but the namespace's path, which the start's network setup gives
+            spawn.data["spec"] = asyncio.ensure_future(asyncio.to_thread(
+                self._container_spec, c, bundle, _NETNS_LATER, None, mounts, True))
+            spawn.data["inputs"] = orjson.dumps([c.config, c.host_config])
 
     def _prepare(self, c: Container, image, inherited, endpoints: dict) -> None:
         """Everything a create makes, in one trip to a worker thread: files, the snapshot,
@@ -210,6 +240,8 @@ class ContainerService(ContainerOpsMixin):
         self.engine.images.snapshots.prepare(c.snapshot_key, top)
         cdir = os.path.join(self.data_dir, c.id)
         os.makedirs(cdir, mode=0o710)
+        # the bundle's rootfs directory, here rather than on the start's path
+        os.makedirs(os.path.join(self.exec_dir, c.id, "rootfs"), mode=0o711)
         hostname = c.config.get("Hostname") or c.id[:12]
         c.config["Hostname"] = hostname
         c.hostname_path = os.path.join(cdir, "hostname")
@@ -310,28 +342,21 @@ class ContainerService(ContainerOpsMixin):
                 raise
 
     async def _start(self, c: Container) -> None:
-        await self.settled(c)
+        from dockyard.snapshot.mounts import NeedsMount
+
         bundle = os.path.join(self.exec_dir, c.id)
-        netns, ns_paths, finish_network = await self.engine.networks.setup(c)
-        try:
-            mounts, etc = await asyncio.to_thread(self._bundle_inputs, c, bundle)
+        mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
+        spawn = await self.speculations.take(c.id, self._spawn_fields(c, mounts))
+        await self._torn_down(c)
+        started = False
+        if not has_volumes(c):  # a volume's copy-up needs the rootfs mounted here
             try:
-                if etc is None:  # the daemon mounts the rootfs: before the monitor does
-                    req = await asyncio.to_thread(self._write_bundle, c, bundle, netns,
-                                                  ns_paths, mounts)
-                    await self._spawn_and_start(c, req, finish_network)
-                else:  # config.json is written while the monitor gets ready
-                    await self._spawn_and_start(
-                        c, self._spawn_fields(c, mounts), finish_network,
-                        lambda: asyncio.to_thread(self._write_bundle, c, bundle, netns,
-                                                  ns_paths, mounts, etc))
-            except BaseException:
-                if has_volumes(c):
-                    await asyncio.to_thread(self.engine.volumes.unmount, c)
-                raise
-        except BaseException:
-            await self.engine.networks.teardown(c)
-            raise
+                await self._start_overlapped(c, bundle, spawn)
+                started = True
+            except NeedsMount:  # only the kernel can resolve /etc/passwd: the slow way
+                log.debug("starting %s with its rootfs mounted by the daemon", c.id)
+        if not started:
+            await self._start_mounted(c, bundle)
         handle = self._handles[c.id]
         c.state.set_running(handle.pid)
         if handle.started_at:
@@ -341,33 +366,84 @@ class ContainerService(ContainerOpsMixin):
         self._emit(c, "start")
         self._spawn_task(self._watch(c, handle))
 
-    async def _spawn_and_start(self, c: Container, req: dict, before_start,
-                               prepare=None) -> None:
-        """Create the container through a new monitor, then start it. ``before_start`` (the
-        rest of the network's setup) runs while the runtime creates the container, and
-        ``prepare`` (writing config.json) while the monitor gets ready: that work is in
-        other processes, so they overlap."""
+    async def _start_overlapped(self, c: Container, bundle: str, spawn=None) -> None:
+        """The monitor is asked for first (or was, at create: ``spawn``); while it gets ready
+        (and its helper mounts the rootfs), the network is set up and config.json written,
+        /etc/passwd and /etc/group read from the layers without a mount (NeedsMount when that
+        cannot be done: the monitor's start is withdrawn and the network undone)."""
+        if spawn is None:
+            mounts = self._bundle_mounts(c, bundle)
+        else:  # the speculation's helper has mounted the rootfs: no leftover to undo
+            mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
+        network: list = []
+
+        async def prepare() -> None:
+            netns, ns_paths, finish = await self.engine.networks.setup(c)
+            network.append(asyncio.ensure_future(finish()))
+            spec = await self._speculated_spec(c, spawn, netns)
+            if spec is not None:  # its file written here: no trip to a thread
+                self._write_config(bundle, spec)
+            else:
+                await asyncio.to_thread(self._write_bundle, c, bundle, netns, ns_paths, mounts,
+                                        without_mount=True)
+
+        try:
+            await self._spawn_and_start(c, self._spawn_fields(c, mounts), network, prepare,
+                                        spawn)
+        except BaseException:
+            await self.engine.networks.teardown(c)
+            raise
+
+    async def _start_mounted(self, c: Container, bundle: str) -> None:
+        """The daemon mounts the rootfs to write config.json (the users of /etc/passwd, a
+        volume's copy-up), unmounts it, then asks for the monitor."""
+        netns, ns_paths, finish_network = await self.engine.networks.setup(c)
+        try:
+            mounts = await asyncio.to_thread(self._bundle_mounts, c, bundle)
+            try:
+                req = await asyncio.to_thread(self._write_bundle, c, bundle, netns, ns_paths,
+                                              mounts)
+                await self._spawn_and_start(c, req, [asyncio.ensure_future(finish_network())])
+            except BaseException:
+                if has_volumes(c):
+                    await asyncio.to_thread(self.engine.volumes.unmount, c)
+                raise
+        except BaseException:
+            await self.engine.networks.teardown(c)
+            raise
+
+    async def _spawn_and_start(self, c: Container, req: dict, network: list,
+                               prepare=None, spawn=None) -> None:
+        """Create the container through a new monitor (or the speculative one, ``spawn``),
+        then start it. ``network``: the tasks finishing the network's setup (``prepare``
+        may add one), which run while the runtime creates the container; ``prepare``
+        (writing config.json) runs while the monitor gets ready: that work is in other
+        processes, so they overlap."""
         from dockyard.engine.monitor import SpawnRequest, StartError
 
-        network = asyncio.ensure_future(before_start())
         waiting = self._attach_waiters.get(c.id)
         attach = waiting[0][2] if waiting else None  # the first waiter's, on the spawn's line
         try:
-            handle = await self.monitors.spawn(SpawnRequest(**req, start=False, attach=attach),
-                                               prepare)
+            if spawn is not None:  # asked for without an attach: the waiters connect below
+                handle = await spawn.proceed(prepare)
+            else:
+                handle = await self.monitors.spawn(
+                    SpawnRequest(**req, start=False, attach=attach), prepare)
         except StartError as exc:
-            failed = (await asyncio.gather(network, return_exceptions=True))[0]
-            if isinstance(failed, BaseException):  # the root cause: its teardown took the
-                self._fail_start(c, failed)          # namespace from under the runtime
-                raise failed
+            failed = [r for r in await asyncio.gather(*network, return_exceptions=True)
+                      if isinstance(r, BaseException)]
+            if failed:  # the root cause: its teardown took the namespace from under the runtime
+                self._fail_start(c, failed[0])
+                raise failed[0] from None
             self._fail_start(c, exc)
             raise _start_error("failed to create task for container", exc) from None
         except BaseException:
-            await asyncio.gather(network, return_exceptions=True)
+            await asyncio.gather(*network, return_exceptions=True)
             raise
         self._handles[c.id] = handle
         try:
-            await network
+            for task in network:
+                await task
         except BaseException as exc:
             self._handles.pop(c.id, None)
             await handle.release_preattached()
@@ -428,32 +504,59 @@ class ContainerService(ContainerOpsMixin):
         self._attach_waiters.setdefault(c.id, []).append((fut, connected, flags))
         return fut, connected
 
-    def _bundle_inputs(self, c: Container, bundle: str) -> tuple[list, dict | None]:
-        """The snapshot's mounts, and the image's /etc/passwd and /etc/group read from its
-        layers (the user's gid and supplementary groups come from them, as dockerd reads
-        them); None for those when the rootfs must be mounted to read them (only the kernel
-        resolves them) or for a volume's copy-up."""
-        from dockyard.engine import ocispec
-        from dockyard.snapshot.mounts import NeedsMount, read_without_mount
-
+    def _bundle_mounts(self, c: Container, bundle: str) -> list:
+        """The snapshot's mounts, the bundle's rootfs directory there (made at create: no
+        write unless the exec root was emptied since) and nothing mounted on it (a leftover
+        from a crash)."""
         os.makedirs(os.path.join(bundle, "rootfs"), mode=0o711, exist_ok=True)
-        self._unmount_rootfs(bundle)  # a leftover from a crash
-        mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
-        if has_volumes(c):
-            return mounts, None
+        self._unmount_rootfs(bundle)
+        return self.engine.images.snapshots.mounts(c.snapshot_key)
+
+    async def _speculated_spec(self, c: Container, spawn, netns: str | None) -> dict | None:
+        """The config.json computed with ``spawn`` (`_speculate`) with the namespace's path
+        filled in; None if there is none or the container's configuration changed since."""
+        pending = spawn.data.get("spec") if spawn is not None else None
+        if pending is None or not netns:
+            return None
         try:
-            return mounts, {p: _decoded(read_without_mount(mounts, p))
-                            for p in ocispec.ETC_USER_FILES}
-        except NeedsMount:
-            return mounts, None
+            spec = await pending
+        except Exception:  # noqa: BLE001 - computed again by the start, which reports it
+            return None
+        if spawn.data.get("inputs") != orjson.dumps([c.config, c.host_config]):
+            return None  # `docker update` since
+        for ns in spec["linux"]["namespaces"]:
+            if ns.get("path") == _NETNS_LATER:
+                ns["path"] = netns
+                return spec
+        return None
 
     def _write_bundle(self, c: Container, bundle: str, netns: str | None, ns_paths: dict | None,
-                      mounts: list, etc: dict | None = None) -> dict:
-        """config.json; without ``etc``, through a mount of the rootfs here (unmounted
-        again: the monitor mounts it for the container itself)."""
-        from dockyard.engine import ocispec
-        from dockyard.snapshot.mounts import mount_all
+                      mounts: list, without_mount: bool = False) -> dict:
+        """config.json (see `_container_spec`)."""
+        self._write_config(bundle, self._container_spec(c, bundle, netns, ns_paths, mounts,
+                                                        without_mount))
+        return self._spawn_fields(c, mounts)
 
+    @staticmethod
+    def _write_config(bundle: str, spec: dict) -> None:
+        tmp = os.path.join(bundle, ".config.json.tmp")
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(spec))  # json.dump would take the pure-Python encoder
+        os.rename(tmp, os.path.join(bundle, "config.json"))
+
+    def _container_spec(self, c: Container, bundle: str, netns: str | None,
+                        ns_paths: dict | None, mounts: list, without_mount: bool = False) -> dict:
+        """The container's OCI spec. The image's /etc/passwd and /etc/group (the user's gid
+        and supplementary groups come from them, as dockerd reads them): ``without_mount``,
+        read from the layers (NeedsMount if only the kernel can resolve them); otherwise
+        through a mount of the rootfs here, unmounted again (the monitor mounts it for the
+        container itself)."""
+        from dockyard.engine import ocispec
+        from dockyard.snapshot.mounts import mount_all, read_without_mount
+
+        etc = None
+        if without_mount:
+            etc = {p: _decoded(read_without_mount(mounts, p)) for p in ocispec.ETC_USER_FILES}
         rootfs = os.path.join(bundle, "rootfs")
         if etc is None:
             mount_all(mounts, rootfs)
@@ -479,11 +582,7 @@ class ContainerService(ContainerOpsMixin):
         finally:
             if etc is None:
                 self._unmount_rootfs(bundle)
-        tmp = os.path.join(bundle, ".config.json.tmp")
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(spec))  # json.dump would take the pure-Python encoder
-        os.rename(tmp, os.path.join(bundle, "config.json"))
-        return self._spawn_fields(c, mounts)
+        return spec
 
     def _spawn_fields(self, c: Container, mounts=None) -> dict:
         """The monitor's SpawnRequest for ``c`` (also what `reclaim` needs after a crash)."""
@@ -687,6 +786,7 @@ class ContainerService(ContainerOpsMixin):
                                "the container before removing or force remove")
             c.manually_stopped = True
             await self._stop(c, 0, "SIGKILL")
+        await self.speculations.withdraw(c.id)
         c.manually_stopped = True
         previous, c.state.Status = c.state.Status, REMOVING
         later: list = []
@@ -694,7 +794,10 @@ class ContainerService(ContainerOpsMixin):
         # unmounting the rootfs: the files wait for it (_discard_files, _delete)
         monitor = self._last_monitors.pop(c.id, None)
         try:
-            await asyncio.to_thread(self._discard_files, c, later, monitor is not None)
+            if monitor is not None:  # the monitor unmounts: records and renames, no thread
+                self._discard_files(c, later, teardown_pending=True)
+            else:
+                await asyncio.to_thread(self._discard_files, c, later)
         except BaseException:
             c.state.Status = previous
             self._delete_later(later, monitor)
@@ -863,6 +966,7 @@ class ContainerService(ContainerOpsMixin):
                     pass
 
     async def close(self) -> None:
+        await self.speculations.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -870,6 +974,16 @@ class ContainerService(ContainerOpsMixin):
         self.store.close()
 
 
+
+
+_NETNS_LATER = "/dev/null/netns-later"  # in a config.json computed before the network setup
+
+
+def _netns_of_its_own(hc: dict) -> bool:
+    """Whether the container's network namespace is one the network setup makes for it (a
+    path known only then): not host, none, or another container's."""
+    mode = hc.get("NetworkMode") or "default"
+    return mode not in ("host", "none") and not mode.startswith("container:")
 
 
 def _read_text(path: str) -> str:

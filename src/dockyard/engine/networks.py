@@ -142,17 +142,15 @@ class NetworkService:
     async def setup(self, c) -> tuple[str | None, dict[str, str], Callable[[], Awaitable[None]]]:
         """Before the runtime creates ``c``: its namespace path (or None), the namespace paths
         of container:<x> modes, and ``finish``: what is left to do before its process starts
-        (run it while the runtime creates the container); /etc/hosts rewritten with its
-        addresses."""
+        (run it while the runtime creates the container): the addresses inside a warm
+        namespace, /etc/hosts rewritten with them."""
         started = time.perf_counter()
         paths = self.namespace_paths(c)
         if "network" in paths:
             await asyncio.to_thread(self._share_files, c)
-        made = await asyncio.to_thread(self._setup_blocking, c)
+        made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config, c.config)
         self._generations[c.id] = made["gen"]
         try:
-            if made.get("hosts_error") is not None:
-                raise made["hosts_error"]
             await self._start_dns(c)
             await self.proxies.start(c.id, self.manager.proxied(c.id))
         except BaseException:
@@ -162,22 +160,21 @@ class NetworkService:
             self._emit(nid, "connect", c.id)
         log.debug("network of %s set up in %.1f ms", c.id[:12], (time.perf_counter() - started) * 1e3)
         deferred = made.get("deferred") or []
+        hosts = bool(made["ips"] or c.host_config.get("Links"))
 
         async def finish() -> None:
-            if deferred:
-                await asyncio.to_thread(self.manager.finish, c.id, deferred)
+            if deferred or hosts:
+                await asyncio.to_thread(self._finish_blocking, c, deferred, made["ips"], hosts)
 
         return made["netns"], paths, finish
 
-    def _setup_blocking(self, c) -> dict:
-        """The sandbox and /etc/hosts in one trip to a worker thread."""
-        made = self.manager.setup(c.id, c.name, c.host_config, c.config)
-        if made["ips"] or c.host_config.get("Links"):
-            try:
-                self._write_hosts(c, made["ips"])
-            except Exception as exc:  # noqa: BLE001 - raised on the loop, after the record
-                made["hosts_error"] = exc
-        return made
+    def _finish_blocking(self, c, deferred: list, ips: list[str], hosts: bool) -> None:
+        """The addresses inside a warm namespace and /etc/hosts, in one trip to a worker
+        thread (a failure fails the start, which tears the sandbox down)."""
+        if deferred:
+            self.manager.finish(c.id, deferred)
+        if hosts:
+            self._write_hosts(c, ips)
 
     def _share_files(self, c) -> None:
         """container:<x> networking: x's hostname, hosts and resolv.conf, as dockerd gives."""
@@ -188,9 +185,7 @@ class NetworkService:
                              (c.resolv_path, other.resolv_path)):
             text = _read(theirs)
             if text:
-                with open(mine + ".tmp", "w") as f:
-                    f.write(text)
-                os.replace(mine + ".tmp", mine)
+                _write_in_place(mine, text)
 
     async def _start_dns(self, c) -> None:
         sb = self.manager.sandboxes.get(c.id)
@@ -214,10 +209,7 @@ class NetworkService:
         text = hosts_file(c.config.get("Hostname") or c.id[:12], c.config.get("Domainname", ""),
                           extra, hc.get("NetworkMode") or "default", ips=ips[:1],
                           host_hosts=_read("/etc/hosts"), host_gateway_ip=self.host_gateway())
-        tmp = c.hosts_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, c.hosts_path)
+        _write_in_place(c.hosts_path, text)
 
     def host_gateway(self) -> str | None:
         try:
@@ -244,7 +236,10 @@ class NetworkService:
         await self.proxies.stop(c.id)
         sb = self.manager.sandboxes.get(c.id)
         was = [n for n, ep in (sb or {}).get("endpoints", {}).items() if ep.get("EndpointID")]
-        pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited, gen=gen)
+        if exited:  # a bookkeeping step and an unpin (the rest is reaped): no thread for it
+            pending = self.manager.teardown(c.id, defer=True, gen=gen)
+        else:
+            pending = await asyncio.to_thread(self.manager.teardown, c.id, gen=gen)
         if pending is not None:
             self._background(lambda: self.manager.reap(pending))
         for nid in was:
@@ -378,3 +373,14 @@ def _read(path: str) -> str:
     except OSError:
         return ""
 
+
+def _write_in_place(path: str, text: str) -> None:
+    """Rewrite a file that a container has, or will have, bind-mounted: in place, as dockerd
+    updates /etc/hosts (a rename would leave the container the old file)."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)

@@ -1,0 +1,125 @@
+"""Speculative spawns: a container's monitor asked for at its create, ready at its start.
+
+`docker run` creates a container and starts it a few milliseconds later (the CLI attaches and
+waits in between); most of a start's time before the runtime can create the container is the
+monitor getting ready: a spare of the factory accepting the spawn, preparing the container's
+stdio and log, its helper mounting the rootfs. So at the end of a create the engine asks for
+the container's monitor already, with ``config_follows``: the monitor gets ready, then waits
+for the go-ahead. A start that finds the speculation waiting, for the same spawn request, only
+sets up the network and writes config.json before the go (`ContainerService._start`).
+
+Nothing of a speculation shows through the API: the container stays "created", no event is
+emitted, no network is set up. Whatever needs the container's files first (a removal, a
+mount of the stopped container for cp or export: `ContainerService.settled`) withdraws it:
+the monitor unmounts the rootfs, removes what it made, and exits, and the caller goes on once
+it has. A speculation no start takes within ``timeout`` is withdrawn as well, and at most
+``limit`` wait at once (a burst of `docker create` takes the factory's spares only so far).
+
+Owns the speculations only; the engine decides what to speculate on and what a start does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger(__name__)
+
+LIMIT = 2  # waiting at once: as many as the factory keeps spares
+TIMEOUT_S = 2.0  # without a start: withdrawn
+
+
+class Withdrawn(Exception):
+    """A speculative spawn's go-ahead that will not come."""
+
+
+class Spawn:
+    """One speculative spawn: ``req`` (the SpawnRequest's fields), ``task`` (the monitor
+    client's spawn, waiting in ``prepare`` until the start hands over its own)."""
+
+    def __init__(self, req: dict) -> None:
+        self.req = req
+        self.data: dict = {}  # the engine's, made with it (a config.json computed ahead)
+        self.go: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def prepare(self) -> None:
+        """The spawn's ``prepare``: what the start gives it (`proceed`), run when it does."""
+        prepare = await self.go
+        await prepare()
+
+    def proceed(self, prepare):
+        """Hand the start's ``prepare`` over; returns the spawn's task to await."""
+        self.go.set_result(prepare)
+        return self.task
+
+    async def withdraw(self) -> None:
+        for value in self.data.values():  # work started with it, for the start
+            if isinstance(value, asyncio.Future):
+                await asyncio.gather(value, return_exceptions=True)
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.go.done():
+            self.go.set_exception(Withdrawn())
+        if self.task is not None:
+            result = (await asyncio.gather(self.task, return_exceptions=True))[0]
+            if not isinstance(result, BaseException):  # the start came first after all
+                log.warning("a withdrawn speculative spawn of %s went on", self.req.get("container_id"))
+            elif not isinstance(result, (Withdrawn, asyncio.CancelledError)):
+                log.debug("speculative spawn of %s: %s", self.req.get("container_id"), result)
+
+
+class Speculations:
+    def __init__(self, spawn, limit: int = LIMIT, timeout: float = TIMEOUT_S) -> None:
+        """``spawn(req: dict, prepare)``: the monitor client's spawn of a created container."""
+        self._spawn = spawn
+        self.limit, self.timeout = limit, timeout
+        self._spawns: dict[str, Spawn] = {}
+        self._withdrawing: set[asyncio.Task] = set()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._spawns)
+
+    def begin(self, cid: str, req: dict) -> Spawn | None:
+        """Ask for ``cid``'s monitor now (None: not, at the limit or closed)."""
+        if self._closed or cid in self._spawns or len(self._spawns) >= self.limit:
+            return None
+        spawn = Spawn(req)
+        loop = asyncio.get_running_loop()
+        spawn.task = loop.create_task(self._spawn(req, spawn.prepare))
+        spawn.timer = loop.call_later(self.timeout, self._expire, cid, spawn)
+        self._spawns[cid] = spawn
+        return spawn
+
+    async def take(self, cid: str, req: dict) -> Spawn | None:
+        """For a start: ``cid``'s speculation if it still waits and was made with ``req``;
+        None otherwise (one that does not fit is withdrawn first)."""
+        spawn = self._spawns.pop(cid, None)
+        if spawn is None:
+            return None
+        spawn.timer.cancel()
+        if spawn.task.done() or spawn.go.done() or spawn.req != req:
+            await spawn.withdraw()
+            return None
+        return spawn
+
+    async def withdraw(self, cid: str) -> None:
+        """Before anything that needs ``cid``'s files: its speculation gone, if any."""
+        spawn = self._spawns.pop(cid, None)
+        if spawn is not None:
+            await spawn.withdraw()
+
+    def _expire(self, cid: str, spawn: Spawn) -> None:
+        if self._spawns.get(cid) is spawn:
+            del self._spawns[cid]
+            task = asyncio.get_running_loop().create_task(spawn.withdraw())
+            self._withdrawing.add(task)
+            task.add_done_callback(self._withdrawing.discard)
+
+    async def close(self) -> None:
+        self._closed = True
+        spawns, self._spawns = list(self._spawns.values()), {}
+        await asyncio.gather(*(s.withdraw() for s in spawns), *self._withdrawing,
+                             return_exceptions=True)

@@ -1,0 +1,122 @@
+"""Speculative spawns (engine/speculation.py): a create asks for the container's monitor ahead
+of its start. Nothing of it shows through the API; whatever needs the container's files first
+withdraws it, and so does a start that does not come in time."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from dockyard.engine.speculation import TIMEOUT_S
+from dockyard.testing.daemon import DockyardDaemon
+
+pytestmark = pytest.mark.requires("docker_cli", "busybox")
+
+
+@pytest.fixture
+def daemon():
+    with DockyardDaemon() as d:
+        d.import_busybox("busybox:latest")
+        yield d
+
+
+def _waiting(d, cid: str) -> bool:
+    """A monitor for ``cid`` has claimed its socket (it is ready, or running the container)."""
+    return (d.exec_root / "containers" / cid / "monitor" / "monitor.sock").exists()
+
+
+def _mounted(cid: str) -> bool:
+    return cid in Path("/proc/self/mountinfo").read_text()
+
+
+def _until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _create(d, *args: str) -> str:
+    return d.docker("create", *args).stdout.strip()
+
+
+def _memory_limit(pid: str) -> int:
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = dict(ln.strip().split(":", 2)[1:] for ln in f if ln.count(":") >= 2)
+    if "memory" in lines:
+        with open(f"/sys/fs/cgroup/memory{lines['memory']}/memory.limit_in_bytes") as f:
+            return int(f.read())
+    with open(f"/sys/fs/cgroup{lines['']}/memory.max") as f:
+        return int(f.read())
+
+
+def test_a_created_container_shows_nothing_of_its_waiting_monitor(daemon):
+    cid = _create(daemon, "busybox", "echo", "hello")
+    assert _until(lambda: _waiting(daemon, cid) and _mounted(cid))
+    state = daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}} "
+                          "[{{.NetworkSettings.IPAddress}}]", cid).stdout.split()
+    assert state == ["created", "0", "[]"]
+    assert daemon.docker("start", "-a", cid).stdout == "hello\n"
+    assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", cid).stdout.strip() == "0"
+    daemon.docker("rm", cid)
+    assert _until(lambda: not _mounted(cid))
+
+
+def test_a_removal_a_copy_and_the_timeout_withdraw_it(daemon, tmp_path):
+    removed = _create(daemon, "busybox", "true")
+    assert _until(lambda: _waiting(daemon, removed))
+    daemon.docker("rm", removed)
+    assert not _waiting(daemon, removed) and not _mounted(removed)
+    assert not (daemon.exec_root / "containers" / removed).exists()
+
+    copied = _create(daemon, "busybox", "cat", "/copied.txt")
+    assert _until(lambda: _waiting(daemon, copied))
+    (tmp_path / "copied.txt").write_text("through docker cp\n")
+    daemon.docker("cp", str(tmp_path / "copied.txt"), f"{copied}:/copied.txt")
+    assert daemon.docker("start", "-a", copied).stdout == "through docker cp\n"
+
+    late = _create(daemon, "busybox", "echo", "late")
+    assert _until(lambda: _waiting(daemon, late))
+    assert _until(lambda: not _waiting(daemon, late) and not _mounted(late),
+                  TIMEOUT_S + 5)
+    assert daemon.docker("start", "-a", late).stdout == "late\n"
+
+
+def test_a_start_after_a_rename_or_an_update_gets_what_they_changed(daemon):
+    daemon.docker("create", "--name", "before", "--log-opt", "tag={{.Name}}", "busybox",
+                  "echo", "renamed")
+    daemon.docker("rename", "before", "after")
+    assert daemon.docker("start", "-a", "after").stdout == "renamed\n"
+    log = daemon.docker("inspect", "-f", "{{.LogPath}}", "after").stdout.strip()
+    assert '"tag":"after"' in Path(log).read_text().replace(" ", "")
+
+    cid = _create(daemon, "-m", "64m", "busybox", "sleep", "300")
+    daemon.docker("update", "-m", "96m", "--memory-swap", "192m", cid)
+    daemon.docker("start", cid)
+    try:
+        pid = daemon.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+        assert _memory_limit(pid) == 96 << 20
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+def test_a_burst_of_creates_takes_at_most_the_limit(daemon):
+    ids = [_create(daemon, "busybox", "true") for _ in range(5)]
+    time.sleep(0.5)
+    assert sum(_waiting(daemon, cid) for cid in ids) <= 2
+    daemon.docker("rm", *ids)
+    assert not any(_waiting(daemon, cid) or _mounted(cid) for cid in ids)
+
+
+def test_a_daemon_killed_while_a_monitor_waits_leaves_nothing_of_it(daemon):
+    cid = _create(daemon, "busybox", "echo", "again")
+    assert _until(lambda: _waiting(daemon, cid) and _mounted(cid))
+    daemon.kill(signal.SIGKILL)  # the spawn connection closes: the monitor withdraws
+    assert _until(lambda: not _waiting(daemon, cid) and not _mounted(cid))
+    daemon.start()
+    assert daemon.docker("start", "-a", cid).stdout == "again\n"
