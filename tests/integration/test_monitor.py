@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.engine.monitor import MonitorClient, SpawnRequest, StartError, StartKind
+from dockyard.engine.monitor import MonitorClient, SpawnRequest, StartError, StartKind, Status
 from dockyard.engine.monitor import jsonlog, protocol as P
 from dockyard.errdefs import Conflict
 from dockyard.runtime.container import Runtime
@@ -693,3 +693,54 @@ def test_a_withdrawn_spawn_leaves_nothing(monitors):
     assert not any(str(bundle) in line for line in host_mounts())
     assert not monitors.runtime_state(req).exists()
     assert not (Path(req.state_dir) / P.CONTROL_SOCKET).exists()
+
+
+def test_the_start_decided_on_the_spawn_connection(monitors):
+    """decides_start: after the go-ahead, the daemon's decision; told to start, the monitor
+    starts the created container itself, with the decision's attach on the spawn connection.
+    Told not to, it is created only; a connection that ends instead undoes it all."""
+    bundle = monitors.bundle("sh", "-c", "echo decided", mounted=True)
+    config = (bundle / "config.json").read_bytes()
+    flags = {"stdin": False, "stdout": True, "stderr": True}
+
+    async def prepare():
+        (bundle / "config.json").write_bytes(config)
+
+    async def scenario(decision):
+        async def decide():
+            await asyncio.sleep(0.05)  # the rest of the daemon's part, while the runtime creates
+            return decision
+
+        handle = await monitors.client.spawn(req, prepare, decide)
+        monitors.monitor_pids.append(handle.monitor_pid)
+        status = handle.status
+        if status == P.Status.CREATED:
+            await handle.start()
+            output = b""
+        else:
+            reader, writer = await handle.attach(**flags)  # the spawn connection's stream
+            output = await reader.read()
+            writer.close()
+        exit_status = await handle.wait()
+        assert await handle.cleaned()
+        return status, output, exit_status.exit_code
+
+    req = monitors.request(bundle, rootfs_mounts=monitors.mounts_for(bundle), start=False)
+    status, output, code = run(scenario((True, flags)))
+    assert status == P.Status.RUNNING and code == 0
+    assert output == b"\x01\x00\x00\x00\x00\x00\x00\x08decided\n"
+    req = monitors.request(bundle, rootfs_mounts=monitors.mounts_for(bundle), start=False)
+    status, _output, code = run(scenario((False, None)))
+    assert status == P.Status.CREATED and code == 0
+    assert monitors.entries(req)[-1] == ("stdout", "decided\n")  # started by start()
+
+    async def fails():
+        raise ValueError("the network could not be finished")
+
+    req = monitors.request(bundle, rootfs_mounts=monitors.mounts_for(bundle), start=False)
+    with pytest.raises(ValueError, match="could not be finished"):
+        run(monitors.client.spawn(req, prepare, fails))
+    assert monitors.wait_monitors_gone() == []
+    assert not any(str(bundle) in line for line in host_mounts())
+    assert not monitors.runtime_state(req).exists()
+    assert cgroup_dirs(req.container_id) == []

@@ -60,7 +60,8 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine.speculation import Speculations
 
         self.speculations = Speculations(  # monitors asked for at create: see _speculate
-            lambda req, prepare: self.monitors.spawn(SpawnRequest(**req, start=False), prepare))
+            lambda req, prepare, decide: self.monitors.spawn(SpawnRequest(**req, start=False),
+                                                             prepare, decide))
         self._handles: dict[str, object] = {}
         self._last_monitors: dict[str, object] = {}  # exited, maybe still tearing down
         self._exits: dict[str, asyncio.Condition] = {}
@@ -419,16 +420,17 @@ class ContainerService(ContainerOpsMixin):
         may add one), which run while the runtime creates the container; ``prepare``
         (writing config.json) runs while the monitor gets ready: that work is in other
         processes, so they overlap."""
-        from dockyard.engine.monitor import SpawnRequest, StartError
+        from dockyard.engine.monitor import SpawnRequest, StartError, Status
 
         waiting = self._attach_waiters.get(c.id)
         attach = waiting[0][2] if waiting else None  # the first waiter's, on the spawn's line
+        decide = self._decider(c, network, spawn is not None) if prepare is not None else None
         try:
-            if spawn is not None:  # asked for without an attach: the waiters connect below
-                handle = await spawn.proceed(prepare)
+            if spawn is not None:  # asked for without an attach: the decision gives it
+                handle = await spawn.proceed(prepare, decide)
             else:
                 handle = await self.monitors.spawn(
-                    SpawnRequest(**req, start=False, attach=attach), prepare)
+                    SpawnRequest(**req, start=False, attach=attach), prepare, decide)
         except StartError as exc:
             failed = [r for r in await asyncio.gather(*network, return_exceptions=True)
                       if isinstance(r, BaseException)]
@@ -438,7 +440,11 @@ class ContainerService(ContainerOpsMixin):
             self._fail_start(c, exc)
             raise _start_error("failed to create task for container", exc) from None
         except BaseException:
-            await asyncio.gather(*network, return_exceptions=True)
+            failed = [r for r in await asyncio.gather(*network, return_exceptions=True)
+                      if isinstance(r, BaseException)]
+            if failed:  # the network's finish failed: the monitor undid the container
+                self._fail_start(c, failed[0])
+                raise failed[0] from None
             raise
         self._handles[c.id] = handle
         try:
@@ -452,12 +458,28 @@ class ContainerService(ContainerOpsMixin):
             raise
         await self._connect_waiting_attaches(c, handle)
         await handle.release_preattached()
+        if handle.status == Status.RUNNING:  # started by the monitor (the decision)
+            return
         try:
             await handle.start()
         except StartError as exc:
             self._handles.pop(c.id, None)
             self._fail_start(c, exc)
             raise _start_error("failed to start container", exc) from None
+
+    def _decider(self, c: Container, network: list, speculative: bool):
+        """A spawn's ``decide``: once the network is finished, start at once unless more than
+        one attach waits (the others connect first, then a start request follows); a
+        speculative spawn (made without an attach) gets the first waiter's flags with it."""
+        async def decide() -> tuple[bool, dict | None]:
+            for task in network:
+                await task
+            waiting = self._attach_waiters.get(c.id) or []
+            if len(waiting) > 1:
+                return False, None
+            return True, (waiting[0][2] if waiting and speculative else None)
+
+        return decide
 
     @staticmethod
     async def _discard_created(handle) -> None:

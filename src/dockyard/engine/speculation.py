@@ -46,12 +46,17 @@ class Spawn:
 
     async def prepare(self) -> None:
         """The spawn's ``prepare``: what the start gives it (`proceed`), run when it does."""
-        prepare = await self.go
+        prepare, _decide = await self.go
         await prepare()
 
-    def proceed(self, prepare):
-        """Hand the start's ``prepare`` over; returns the spawn's task to await."""
-        self.go.set_result(prepare)
+    async def decide(self):
+        """The spawn's ``decide``: the start's, once it has come (after ``prepare``)."""
+        _prepare, decide = self.go.result()
+        return await decide()
+
+    def proceed(self, prepare, decide):
+        """Hand the start's ``prepare`` and ``decide`` over; returns the spawn's task."""
+        self.go.set_result((prepare, decide))
         return self.task
 
     async def withdraw(self) -> None:
@@ -72,7 +77,8 @@ class Spawn:
 
 class Speculations:
     def __init__(self, spawn, limit: int = LIMIT, timeout: float = TIMEOUT_S) -> None:
-        """``spawn(req: dict, prepare)``: the monitor client's spawn of a created container."""
+        """``spawn(req: dict, prepare, decide)``: the monitor client's spawn of a created
+        container (`MonitorClient.spawn`)."""
         self._spawn = spawn
         self.limit, self.timeout = limit, timeout
         self._spawns: dict[str, Spawn] = {}
@@ -88,7 +94,7 @@ class Speculations:
             return None
         spawn = Spawn(req)
         loop = asyncio.get_running_loop()
-        spawn.task = loop.create_task(self._spawn(req, spawn.prepare))
+        spawn.task = loop.create_task(self._spawn(req, spawn.prepare, spawn.decide))
         spawn.timer = loop.call_later(self.timeout, self._expire, cid, spawn)
         self._spawns[cid] = spawn
         return spawn

@@ -18,7 +18,7 @@ REQ = SpawnRequest("c1", "/b/c1", "/run/dy/containers/c1",
                    [{"type": "bind", "source": "/x", "options": ["rbind"]}],
                    "/var/lib/dy/c1/c1-json.log", log_opts={"max-size": "1m"}, tty=True, open_stdin=True, stdin_once=True,
                    runtime="/usr/sbin/runc", runtime_root="/run/dy/runc", start=False,
-                   keep_mounted=True)
+                   keep_mounted=True, decides_start=True)
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -182,3 +182,12 @@ def test_exit_status_round_trip():
     assert ExitStatus.from_json(lost.to_json()) == lost
     with pytest.raises(InvalidArgument):
         ExitStatus.from_json({"oom_killed": False})
+
+
+def test_start_decisions():
+    flags = {"stdin": False, "stdout": True, "stderr": True}
+    assert P.parse_decision(P.parse_message(P.encode(P.decision(True, flags))[:-1])) == (True, flags)
+    assert P.parse_decision(P.decision(False)) == (False, None)
+    for bad in ({"start": 1}, {"attach": flags}, ["start"], {"start": True, "attach": "all"}):
+        with pytest.raises(InvalidArgument):
+            P.parse_decision(bad)

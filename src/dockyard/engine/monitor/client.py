@@ -417,16 +417,19 @@ class MonitorClient:
 
     # -- monitors ------------------------------------------------------------------------------
 
-    async def spawn(self, req: SpawnRequest, prepare=None) -> MonitorHandle:
+    async def spawn(self, req: SpawnRequest, prepare=None, decide=None) -> MonitorHandle:
         """Start a monitor for ``req``; returns once the container runs (or, with
         ``req.start`` False, is created). StartError if it does not. ``prepare``: a
         coroutine function that writes the bundle's config.json, run while the monitor gets
         ready (``config_follows``); what it raises is raised, once the monitor has undone
-        what it did."""
+        what it did. ``decide`` (with ``prepare``): a coroutine function run after the go,
+        while the runtime creates the container, that returns ``(start, attach flags or
+        None)`` (``decides_start``): told to start, the monitor does at once; what it
+        raises is raised, once the monitor has undone the created container."""
         if not req.runtime_root:
             req = dataclasses.replace(req, runtime_root=self.runtime_root)
         if prepare is not None:
-            req = dataclasses.replace(req, config_follows=True)
+            req = dataclasses.replace(req, config_follows=True, decides_start=decide is not None)
         reader, writer = await self._factory_connection()
         try:
             writer.write(P.encode({"op": "spawn", "request": req.to_json()}))
@@ -437,6 +440,15 @@ class MonitorClient:
                     await _withdraw(reader, writer)
                     raise
                 writer.write(P.encode(P.GO))
+                if decide is not None:
+                    try:
+                        start, attach = await decide()
+                    except BaseException:
+                        await _withdraw(reader, writer)
+                        raise
+                    writer.write(P.encode(P.decision(start, attach)))
+                    if req.attach is None and attach is not None:
+                        req = dataclasses.replace(req, attach=attach)
             async with asyncio.timeout(SPAWN_TIMEOUT):
                 # one message: the outcome, or the factory's error reply (an older factory,
                 # which answered in two, is replaced by ensure_factory: PROTOCOL_VERSION)

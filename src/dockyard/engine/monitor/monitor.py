@@ -32,7 +32,7 @@ import sys
 import time
 
 from dockyard.engine.monitor import jsonlog, protocol as P, runtimes
-from dockyard.errdefs import AlreadyExists, Conflict, DockyardError, InvalidArgument
+from dockyard.errdefs import AlreadyExists, Conflict, DockyardError, InvalidArgument, System
 from dockyard.linux import syscalls as S
 from dockyard.spec import jsonfast
 
@@ -342,8 +342,9 @@ class Monitor:
             console = self.console and f"{req.state_dir}/{P.CONSOLE_SOCKET}"
             # config_follows: the helper reads the daemon's go-ahead itself (one hop less)
             go = None
-            if req.config_follows:
-                go = runtimes.Go(self.report.fileno() if self.report else -1, self.early)
+            if req.config_follows:  # the helper reads the go-ahead; what follows it is ours
+                first, nl, self.early = self.early.partition(b"\n")
+                go = runtimes.Go(self.report.fileno() if self.report else -1, first + nl)
             if self.prefork is not None:
                 reply = self.prefork.start_container(req, stdio, console, go)
             else:
@@ -369,6 +370,36 @@ class Monitor:
             self.status, self.started_at = RUNNING, jsonlog.format_time()
         else:
             self.status = CREATED
+            if req.config_follows and req.decides_start:
+                self.decide()
+
+    def decide(self) -> None:
+        """SpawnRequest.decides_start: the daemon's line after the go-ahead, once the
+        container is created; told to, start it now (its attach rides on the spawn
+        connection). A connection that ends instead withdraws the start (StartError, the
+        created container undone)."""
+        start, attach = P.parse_decision(self.read_report_line())
+        if attach is not None and self.req.attach is None:
+            self.req = dataclasses.replace(self.req, attach=attach)
+        if start:
+            reply = self.op_start(None, {})
+            if "error" in reply:
+                raise _start_failed(reply)
+
+    def read_report_line(self, timeout: float = 60.0) -> dict:
+        decoder = P.LineDecoder()
+        msg = decoder.next(self.early) if self.early else None
+        deadline = time.monotonic() + timeout
+        while msg is None:
+            left = deadline - time.monotonic()
+            if self.report is None or left <= 0 or not select.select([self.report], [], [], left)[0]:
+                raise System("the daemon did not decide the start in time")
+            data = self.report.recv(4096)
+            if not data:
+                raise InvalidArgument("the daemon withdrew the start")
+            msg = decoder.next(data)
+        self.early = decoder.take_rest()
+        return msg
 
     def claim_socket(self) -> None:
         """Listen on monitor.sock, unless a live monitor answers there (AlreadyExists)."""

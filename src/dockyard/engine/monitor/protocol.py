@@ -23,7 +23,7 @@ from dockyard.errdefs import (
 )
 from dockyard.spec import jsonfast
 
-PROTOCOL_VERSION = 3  # 2: spares answer spawns; config_follows. 3: keep_mounted
+PROTOCOL_VERSION = 3  # 2: spares answer spawns; config_follows. 3: keep_mounted, decides_start
 
 # under the exec root
 FACTORY_SOCKET = "monitor-factory.sock"
@@ -215,6 +215,12 @@ class SpawnRequest:
     follows its exit. An overlay's unmount syncs the upper filesystem, and on ext4 that stalls
     every other writer there (the removal's renames and database commits) until the journal
     commits; the daemon unmounts after the removal has been answered instead.
+    ``decides_start`` (with ``config_follows``): after the go-ahead, the daemon sends one more
+    line, once the rest of its part is done (the network's, while the runtime creates the
+    container): `decision` ``{"start": bool, "attach": flags or null}``. The monitor reads it
+    once the container is created and, told to, starts it at once (the outcome is "started"),
+    with ``attach`` as the spawn's attach when the request had none: no start request and no
+    attach connection of their own.
     """
 
     container_id: str
@@ -233,6 +239,7 @@ class SpawnRequest:
     config_follows: bool = False
     attach: dict | None = None
     keep_mounted: bool = False
+    decides_start: bool = False
 
     def to_json(self) -> dict:
         return {"container_id": self.container_id, "bundle": self.bundle,
@@ -242,7 +249,7 @@ class SpawnRequest:
                 "open_stdin": self.open_stdin, "stdin_once": self.stdin_once,
                 "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start,
                 "config_follows": self.config_follows, "attach": self.attach,
-                "keep_mounted": self.keep_mounted}
+                "keep_mounted": self.keep_mounted, "decides_start": self.decides_start}
 
     @classmethod
     def from_json(cls, data: object) -> "SpawnRequest":
@@ -270,7 +277,8 @@ class SpawnRequest:
                   start=data.get("start", True) is not False,
                   config_follows=data.get("config_follows") is True,
                   attach=_attach_flags(data.get("attach")),
-                  keep_mounted=data.get("keep_mounted") is True)
+                  keep_mounted=data.get("keep_mounted") is True,
+                  decides_start=data.get("decides_start") is True)
         for key in ("bundle", "state_dir", "log_path", "runtime_root"):
             if not getattr(req, key).startswith("/") and (key != "log_path" or req.log_path):
                 raise InvalidArgument(f"spawn request: {key} must be an absolute path")
@@ -278,6 +286,17 @@ class SpawnRequest:
 
 
 GO = {"go": True}  # SpawnRequest.config_follows: config.json is written
+
+
+def decision(start: bool, attach: dict | None = None) -> dict:
+    """SpawnRequest.decides_start: the line after the go-ahead."""
+    return {"start": bool(start), "attach": attach}
+
+
+def parse_decision(msg: object) -> tuple[bool, dict | None]:
+    if not isinstance(msg, dict) or not isinstance(msg.get("start"), bool):
+        raise InvalidArgument(f"spawn: not a start decision: {msg!r}")
+    return msg["start"], _attach_flags(msg.get("attach"))
 
 
 def _attach_flags(value: object) -> dict | None:

@@ -343,8 +343,10 @@ class Go:
 
 def await_go(go: Go, timeout: float = 60.0) -> None:
     """Block until the daemon's `P.GO` line arrives (after ``go.early``, on ``go.fd``); the
-    connection's end (or anything else) is the start withdrawn."""
+    connection's end (or anything else) is the start withdrawn. Reads that line and nothing
+    after it: what follows (SpawnRequest.decides_start) is the monitor's to read."""
     import select
+    import socket
     import time
 
     decoder = P.LineDecoder()
@@ -353,18 +355,23 @@ def await_go(go: Go, timeout: float = 60.0) -> None:
         if msg == P.GO:
             return
         raise InvalidArgument("the daemon withdrew the start")
-    fd = go.fd
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise System("the daemon did not finish the container's configuration in time")
-        data = os.read(fd, 64)
-        msg = decoder.next(data) if data else None
-        if msg == P.GO:
-            return
-        if not data or msg is not None:
-            raise InvalidArgument("the daemon withdrew the start")
+    sock = socket.socket(fileno=os.dup(go.fd))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise System("the daemon did not finish the container's configuration in time")
+            peek = sock.recv(256, socket.MSG_PEEK)
+            end = peek.find(b"\n")
+            data = sock.recv(end + 1 if end >= 0 else len(peek)) if peek else b""
+            msg = decoder.next(data) if data else None
+            if msg == P.GO:
+                return
+            if not data or msg is not None:
+                raise InvalidArgument("the daemon withdrew the start")
+    finally:
+        sock.close()
 
 
 def start_lean(req: P.SpawnRequest) -> dict:
