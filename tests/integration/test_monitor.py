@@ -744,3 +744,16 @@ def test_the_start_decided_on_the_spawn_connection(monitors):
     assert not any(str(bundle) in line for line in host_mounts())
     assert not monitors.runtime_state(req).exists()
     assert cgroup_dirs(req.container_id) == []
+
+
+def test_a_log_that_cannot_be_opened_fails_the_start_and_leaves_nothing(monitors):
+    """The monitor opens the log while its helper creates the container: a failure there
+    undoes the container the helper made."""
+    bundle = monitors.bundle("true", mounted=True)
+    req = monitors.request(bundle, rootfs_mounts=monitors.mounts_for(bundle))
+    req = dataclasses.replace(req, log_path=str(monitors.tmp_path / "missing" / "c-json.log"))
+    with pytest.raises(StartError):
+        run(monitors.client.spawn(req))
+    assert not any(str(bundle) in line for line in host_mounts())
+    assert not monitors.runtime_state(req).exists()
+    assert cgroup_dirs(req.container_id) == []

@@ -241,8 +241,9 @@ class ContainerService(ContainerOpsMixin):
         self.engine.images.snapshots.prepare(c.snapshot_key, top)
         cdir = os.path.join(self.data_dir, c.id)
         os.makedirs(cdir, mode=0o710)
-        # the bundle's rootfs directory, here rather than on the start's path
+        # the bundle's rootfs directory and the monitor's, here rather than on the start's path
         os.makedirs(os.path.join(self.exec_dir, c.id, "rootfs"), mode=0o711)
+        os.mkdir(self._state_dir(c), 0o711)
         hostname = c.config.get("Hostname") or c.id[:12]
         c.config["Hostname"] = hostname
         c.hostname_path = os.path.join(cdir, "hostname")

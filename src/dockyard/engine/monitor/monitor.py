@@ -329,25 +329,26 @@ class Monitor:
             os.makedirs(req.state_dir, 0o711, exist_ok=True)
         os.chdir(req.state_dir)  # socket names stay short (sun_path holds 108 bytes)
         self.claim_socket()
-        _unlink(P.EXIT_FILE)
-        if req.log_path:
-            self.logfile = jsonlog.JSONFileWriter(
-                req.log_path, jsonlog.parse_log_options(req.log_opts),
-                on_error=lambda message: log.warning("%s: %s", req.container_id, message),
-                attrs=req.log_attrs)
-        else:  # the none driver
-            self.logfile = jsonlog.NoLog()
         stdio, theirs = self.make_stdio()
         try:
             console = self.console and f"{req.state_dir}/{P.CONSOLE_SOCKET}"
-            # config_follows: the helper reads the daemon's go-ahead itself (one hop less)
             go = None
             if req.config_follows:  # the helper reads the go-ahead; what follows it is ours
                 first, nl, self.early = self.early.partition(b"\n")
                 go = runtimes.Go(self.report.fileno() if self.report else -1, first + nl)
             if self.prefork is not None:
-                reply = self.prefork.start_container(req, stdio, console, go)
+                # the helper goes first (the rootfs mount, the go, the runtime's create);
+                # the rest of ours meanwhile: the container writes no output before its start
+                self.prefork.send(req, stdio, console, go)
+                try:
+                    self.open_log()
+                except BaseException:
+                    if "error" not in self.prefork.receive():  # created: undone before the report
+                        runtimes.in_child(runtimes.teardown_container, req)
+                    raise
+                reply = self.prefork.receive()
             else:
+                self.open_log()
                 reply = runtimes.in_child(runtimes.start_container, req, stdio, console, go)
         finally:
             for fd in theirs:
@@ -400,6 +401,17 @@ class Monitor:
             msg = decoder.next(data)
         self.early = decoder.take_rest()
         return msg
+
+    def open_log(self) -> None:
+        req = self.req
+        _unlink(P.EXIT_FILE)
+        if req.log_path:
+            self.logfile = jsonlog.JSONFileWriter(
+                req.log_path, jsonlog.parse_log_options(req.log_opts),
+                on_error=lambda message: log.warning("%s: %s", req.container_id, message),
+                attrs=req.log_attrs)
+        else:  # the none driver
+            self.logfile = jsonlog.NoLog()
 
     def claim_socket(self) -> None:
         """Listen on monitor.sock, unless a live monitor answers there (AlreadyExists)."""

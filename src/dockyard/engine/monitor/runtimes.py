@@ -86,15 +86,30 @@ class Prefork:
 
     def start_container(self, req: P.SpawnRequest, stdio: tuple[int, int, int],
                         console: str | None, go: Go | None = None) -> dict:
+        self.send(req, stdio, console, go)
+        return self.receive()
+
+    def send(self, req: P.SpawnRequest, stdio: tuple[int, int, int], console: str | None,
+             go: Go | None = None) -> None:
+        """The request, for `receive` to get the reply of: the caller may work meanwhile
+        (once the helper has the stdio, the caller's copies may be closed)."""
         import socket
 
-        decoder = P.LineDecoder()
-        reply = None
+        self._sent: OSError | None = None
         try:
             early = go.early.decode("latin-1") if go is not None else ""
             socket.send_fds(self.sock, [P.encode({"request": req.to_json(), "console": console,
                                                   "early": early})],
                             [*stdio, *([go.fd] if go is not None else [])])
+        except OSError as exc:
+            self._sent = exc
+
+    def receive(self) -> dict:
+        decoder = P.LineDecoder()
+        reply = None
+        try:
+            if self._sent is not None:
+                return P.error_reply(self._sent)
             while reply is None and (data := self.sock.recv(4096)):
                 reply = decoder.next(data)
         except OSError as exc:
