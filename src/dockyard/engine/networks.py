@@ -148,7 +148,11 @@ class NetworkService:
         paths = self.namespace_paths(c)
         if "network" in paths:
             await asyncio.to_thread(self._share_files, c)
-        made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config, c.config)
+        if self.manager.quick_setup(c.id, c.host_config, c.config):  # no thread trip for it
+            made = self.manager.setup(c.id, c.name, c.host_config, c.config)
+        else:
+            made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config,
+                                           c.config)
         self._generations[c.id] = made["gen"]
         try:
             await self._start_dns(c)

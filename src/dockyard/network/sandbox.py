@@ -216,12 +216,27 @@ class SandboxMixin:
                 self.store.save_sandbox(cid, sb)
                 self._apply_elements(self._port_rules(sb), "add")
 
-    def _take_warm(self, sb: dict) -> dict | None:
-        """A warm sandbox (network/pool.py) for a container on the default bridge alone."""
+    def quick_setup(self, cid: str, host_config: Mapping, config: Mapping) -> bool:
+        """Whether `setup` would be bookkeeping only (a warm sandbox there to take, no port
+        to publish): no netlink, no firewall, nothing that blocks for long."""
+        sb = self.sandboxes.get(cid)
+        net = self._warm_network(sb) if sb is not None and not sb.get("netns") else None
+        return (net is not None and self.pool.has(drivers.bridge_name(net))
+                and not plan_bindings(host_config, config))
+
+    def _warm_network(self, sb: dict) -> dict | None:
+        """The default bridge, if ``sb`` can take a warm sandbox of it (on it alone)."""
         net = self.default_bridge()
         if net is None or list(sb["endpoints"]) != [net["Id"]] or net["Internal"]:
             return None
         if net["Options"].get("com.docker.network.driver.mtu", "1500") != "1500":
+            return None
+        return net
+
+    def _take_warm(self, sb: dict) -> dict | None:
+        """A warm sandbox (network/pool.py) for a container on the default bridge alone."""
+        net = self._warm_network(sb)
+        if net is None:
             return None
         warm = self.pool.take(drivers.bridge_name(net))
         if warm is not None:
