@@ -42,6 +42,9 @@ from dockyard.errdefs import InvalidArgument
 
 ACCEPT_TIMEOUT = 10.0  # a connection that sends no complete request by then is dropped
 SPARES = 2  # forked children waiting in accept(): a spawn's burst of two pays no fork
+# a spare taken while another still waits is replaced this much later: not while the
+# spawn that took it runs (its start's processes want the CPUs)
+REPLACE_AFTER_S = 0.025
 
 
 def preload() -> None:
@@ -225,8 +228,10 @@ class Factory:
         self.notify_r, self.wake_r = notify_r, wake_r
         spares: set[int] = set()
         pending = b""
+        taken_at = 0.0  # when a spare last took a connection
         while True:
-            while len(spares) < SPARES:
+            wait = REPLACE_AFTER_S - (time.monotonic() - taken_at) if spares else 0.0
+            while len(spares) < SPARES and wait <= 0:
                 try:
                     pid = fork()
                 except OSError as exc:  # EAGAIN, ENOMEM: clients wait in the backlog
@@ -236,7 +241,13 @@ class Factory:
                 if pid == 0:
                     self.spare()
                 spares.add(pid)
-            ready, _, _ = select.select([notify_r, wake_r], [], [], None if spares else 0.1)
+            if len(spares) >= SPARES:
+                timeout = None
+            elif not spares:  # a fork failed: again soon
+                timeout = 0.1
+            else:
+                timeout = max(wait, 0.0)
+            ready, _, _ = select.select([notify_r, wake_r], [], [], timeout)
             if wake_r in ready:
                 _drain(wake_r)
             if notify_r in ready:
@@ -245,6 +256,7 @@ class Factory:
                 for line in lines:  # "c<pid>": took a connection; "x<pid>": asked us to exit
                     if line[1:].isdigit():
                         spares.discard(int(line[1:]))
+                        taken_at = time.monotonic()
                     if line[:1] == b"x":
                         self.stop_spares(spares)
                         return
