@@ -60,8 +60,8 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine.speculation import Speculations
 
         self.speculations = Speculations(  # monitors asked for at create: see _speculate
-            lambda req, prepare, decide: self.monitors.spawn(SpawnRequest(**req, start=False),
-                                                             prepare, decide))
+            lambda req, prepare, decide, connection: self.monitors.spawn(
+                SpawnRequest(**req, start=False), prepare, decide, connection))
         self._handles: dict[str, object] = {}
         self._last_monitors: dict[str, object] = {}  # exited, maybe still tearing down
         self._exits: dict[str, asyncio.Condition] = {}
@@ -186,10 +186,15 @@ class ContainerService(ContainerOpsMixin):
                       path=args[0], args=list(args[1:]),
                       runtime=runtime, driver=self.engine.images.driver,
                       snapshot_key=f"container-{cid}")
+        # a spare takes this connection while the files are made, for _speculate
+        connecting = (asyncio.ensure_future(self.monitors.connect_factory())
+                      if self.speculations.can_begin() else None)
         try:
             await asyncio.to_thread(self._prepare, c, image, inherited, endpoints or {})
             self.store.add(c)
         except BaseException:
+            if connecting is not None:
+                await _close_connection(connecting)
             await asyncio.to_thread(self._discard_files, c)
             if c.mount_points is not None:
                 await asyncio.to_thread(self.engine.volumes.abandon, c)
@@ -197,21 +202,31 @@ class ContainerService(ContainerOpsMixin):
             raise
         self._containers[c.id] = c
         self._emit(c, "create")
-        self._speculate(c)
+        await self._speculate(c, connecting)
         return c, []
 
-    def _speculate(self, c: Container) -> None:
+    async def _speculate(self, c: Container, connecting=None) -> None:
         """Ask for the monitor of ``c`` now, for a start that may follow (engine/
-        speculation.py): not for a container with volumes (its start mounts the rootfs in
-        the daemon for their copy-up)."""
-        if has_volumes(c):
-            return
+        speculation.py), on the factory connection ``connecting`` opened when the create
+        began: not for a container with volumes (its start mounts the rootfs in the daemon
+        for their copy-up)."""
+        connection = None
+        if connecting is not None:
+            try:
+                connection = await connecting
+            except Exception:  # noqa: BLE001 - the spawn opens its own
+                log.debug("no factory connection ahead for %s", c.id, exc_info=True)
+        spawn = None
         try:
-            bundle = os.path.join(self.exec_dir, c.id)
-            mounts = self._bundle_mounts(c, bundle)
-            spawn = self.speculations.begin(c.id, self._spawn_fields(c, mounts))
+            if not has_volumes(c):
+                bundle = os.path.join(self.exec_dir, c.id)
+                mounts = self._bundle_mounts(c, bundle)
+                spawn = self.speculations.begin(c.id, self._spawn_fields(c, mounts), connection)
         except Exception:  # noqa: BLE001 - only an optimisation: the start goes without
             log.debug("no speculative spawn for %s", c.id, exc_info=True)
+        if spawn is None:
+            if connection is not None:
+                await _close_connection(connection)
             return
         if spawn is not None and _netns_of_its_own(c.host_config):
             # config.json but the namespace's path, which the start's network setup gives
@@ -1007,6 +1022,18 @@ def _netns_of_its_own(hc: dict) -> bool:
     path known only then): not host, none, or another container's."""
     mode = hc.get("NetworkMode") or "default"
     return mode not in ("host", "none") and not mode.startswith("container:")
+
+
+async def _close_connection(connection) -> None:
+    """An unused factory connection (or the task opening it): its spare ends."""
+    try:
+        if isinstance(connection, asyncio.Future):
+            connection = await connection
+        _reader, writer = connection
+        writer.close()
+        await writer.wait_closed()
+    except Exception:  # noqa: BLE001 - it is gone either way
+        pass
 
 
 def _read_text(path: str) -> str:

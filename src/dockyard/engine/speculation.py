@@ -77,8 +77,8 @@ class Spawn:
 
 class Speculations:
     def __init__(self, spawn, limit: int = LIMIT, timeout: float = TIMEOUT_S) -> None:
-        """``spawn(req: dict, prepare, decide)``: the monitor client's spawn of a created
-        container (`MonitorClient.spawn`)."""
+        """``spawn(req: dict, prepare, decide, connection)``: the monitor client's spawn of
+        a created container (`MonitorClient.spawn`)."""
         self._spawn = spawn
         self.limit, self.timeout = limit, timeout
         self._spawns: dict[str, Spawn] = {}
@@ -88,13 +88,17 @@ class Speculations:
     def __len__(self) -> int:
         return len(self._spawns)
 
-    def begin(self, cid: str, req: dict) -> Spawn | None:
-        """Ask for ``cid``'s monitor now (None: not, at the limit or closed)."""
+    def can_begin(self) -> bool:
+        return not self._closed and len(self._spawns) < self.limit
+
+    def begin(self, cid: str, req: dict, connection=None) -> Spawn | None:
+        """Ask for ``cid``'s monitor now (None: not, at the limit or closed), on
+        ``connection`` (a factory connection opened ahead, or None) if given."""
         if self._closed or cid in self._spawns or len(self._spawns) >= self.limit:
             return None
         spawn = Spawn(req)
         loop = asyncio.get_running_loop()
-        spawn.task = loop.create_task(self._spawn(req, spawn.prepare, spawn.decide))
+        spawn.task = loop.create_task(self._spawn(req, spawn.prepare, spawn.decide, connection))
         spawn.timer = loop.call_later(self.timeout, self._expire, cid, spawn)
         self._spawns[cid] = spawn
         return spawn

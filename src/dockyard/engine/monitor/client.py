@@ -417,7 +417,13 @@ class MonitorClient:
 
     # -- monitors ------------------------------------------------------------------------------
 
-    async def spawn(self, req: SpawnRequest, prepare=None, decide=None) -> MonitorHandle:
+    async def connect_factory(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the factory for a `spawn` to come (``connection``): a spare takes
+        it and waits for the request meanwhile. Closed unused, the spare ends."""
+        return await self._factory_connection()
+
+    async def spawn(self, req: SpawnRequest, prepare=None, decide=None,
+                    connection=None) -> MonitorHandle:
         """Start a monitor for ``req``; returns once the container runs (or, with
         ``req.start`` False, is created). StartError if it does not. ``prepare``: a
         coroutine function that writes the bundle's config.json, run while the monitor gets
@@ -430,7 +436,7 @@ class MonitorClient:
             req = dataclasses.replace(req, runtime_root=self.runtime_root)
         if prepare is not None:
             req = dataclasses.replace(req, config_follows=True, decides_start=decide is not None)
-        reader, writer = await self._factory_connection()
+        reader, writer = connection or await self._factory_connection()
         try:
             writer.write(P.encode({"op": "spawn", "request": req.to_json()}))
             if prepare is not None:
