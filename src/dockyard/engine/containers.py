@@ -187,13 +187,14 @@ class ContainerService(ContainerOpsMixin):
                       runtime=runtime, driver=self.engine.images.driver,
                       snapshot_key=f"container-{cid}")
         # a spare takes this connection while the files are made, for _speculate
-        connecting = (asyncio.ensure_future(self.monitors.connect_factory())
-                      if self.speculations.can_begin() else None)
+        reserved = self.speculations.reserve()
+        connecting = asyncio.ensure_future(self.monitors.connect_factory()) if reserved else None
         try:
             await asyncio.to_thread(self._prepare, c, image, inherited, endpoints or {})
             self.store.add(c)
         except BaseException:
-            if connecting is not None:
+            if reserved:
+                self.speculations.release()
                 await _close_connection(connecting)
             await asyncio.to_thread(self._discard_files, c)
             if c.mount_points is not None:
@@ -202,10 +203,10 @@ class ContainerService(ContainerOpsMixin):
             raise
         self._containers[c.id] = c
         self._emit(c, "create")
-        await self._speculate(c, connecting)
+        await self._speculate(c, connecting, reserved)
         return c, []
 
-    async def _speculate(self, c: Container, connecting=None) -> None:
+    async def _speculate(self, c: Container, connecting=None, reserved: bool = False) -> None:
         """Ask for the monitor of ``c`` now, for a start that may follow (engine/
         speculation.py), on the factory connection ``connecting`` opened when the create
         began: not for a container with volumes (its start mounts the rootfs in the daemon
@@ -221,9 +222,13 @@ class ContainerService(ContainerOpsMixin):
             if not has_volumes(c):
                 bundle = os.path.join(self.exec_dir, c.id)
                 mounts = self._bundle_mounts(c, bundle)
-                spawn = self.speculations.begin(c.id, self._spawn_fields(c, mounts), connection)
+                spawn = self.speculations.begin(c.id, self._spawn_fields(c, mounts), connection,
+                                                reserved)
+                reserved = False
         except Exception:  # noqa: BLE001 - only an optimisation: the start goes without
             log.debug("no speculative spawn for %s", c.id, exc_info=True)
+        if reserved:
+            self.speculations.release()
         if spawn is None:
             if connection is not None:
                 await _close_connection(connection)

@@ -83,18 +83,31 @@ class Speculations:
         self.limit, self.timeout = limit, timeout
         self._spawns: dict[str, Spawn] = {}
         self._withdrawing: set[asyncio.Task] = set()
+        self._reserved = 0  # creates that opened a factory connection for one (reserve)
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._spawns)
 
-    def can_begin(self) -> bool:
-        return not self._closed and len(self._spawns) < self.limit
+    def reserve(self) -> bool:
+        """A place for a speculation to begin later (`begin` with ``reserved``, or
+        `release`): a create takes one before it opens a factory connection for it, so that
+        a burst of creates opens no more connections than can be used."""
+        if self._closed or len(self._spawns) + self._reserved >= self.limit:
+            return False
+        self._reserved += 1
+        return True
 
-    def begin(self, cid: str, req: dict, connection=None) -> Spawn | None:
+    def release(self) -> None:
+        self._reserved -= 1
+
+    def begin(self, cid: str, req: dict, connection=None, reserved: bool = False) -> Spawn | None:
         """Ask for ``cid``'s monitor now (None: not, at the limit or closed), on
-        ``connection`` (a factory connection opened ahead, or None) if given."""
-        if self._closed or cid in self._spawns or len(self._spawns) >= self.limit:
+        ``connection`` (a factory connection opened ahead, or None) if given; ``reserved``:
+        in the place `reserve` gave."""
+        if reserved:
+            self.release()
+        if self._closed or cid in self._spawns or len(self._spawns) + self._reserved >= self.limit:
             return None
         spawn = Spawn(req)
         loop = asyncio.get_running_loop()
