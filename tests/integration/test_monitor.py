@@ -603,8 +603,9 @@ def test_the_factory_keeps_spares_and_reaps_its_monitors(monitors):
     assert factory and factory > 1
     assert monitors.wait_monitors_gone() == []
     assert _wait_for(lambda: all(h.monitor_pid not in _children(factory) for h in handles))
+    # factory.SPARES idle children, nothing else (a replacement comes REPLACE_AFTER_S late)
+    assert _wait_for(lambda: len(_children(factory)) == 2)
     spares = _children(factory)
-    assert len(spares) == 2  # factory.SPARES idle children, nothing else
     for pid in spares:
         with open(f"/proc/{pid}/status") as f:
             assert "State:\tS" in f.read()  # waiting in accept(), not a zombie
