@@ -233,7 +233,7 @@ class ContainerService(ContainerOpsMixin):
             if connection is not None:
                 await _close_connection(connection)
             return
-        if spawn is not None and _netns_of_its_own(c.host_config):
+        if _netns_of_its_own(c.host_config):
             # config.json but the namespace's path, which the start's network setup gives
             spawn.data["spec"] = asyncio.ensure_future(asyncio.to_thread(
                 self._container_spec, c, bundle, _NETNS_LATER, None, mounts, True))
@@ -367,8 +367,7 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.snapshot.mounts import NeedsMount
 
         bundle = os.path.join(self.exec_dir, c.id)
-        mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
-        spawn = await self.speculations.take(c.id, self._spawn_fields(c, mounts))
+        spawn = await self.speculations.take(c.id, self._spawn_fields(c))
         await self._torn_down(c)
         started = False
         if not has_volumes(c):  # a volume's copy-up needs the rootfs mounted here
