@@ -157,3 +157,16 @@ def test_removed_containers_leave_no_files_and_a_crash_leaves_none_either(daemon
     daemon.kill(signal.SIGKILL)
     daemon.start()
     assert leftovers() == []
+
+
+def test_a_run_rm_container_that_exits_while_the_daemon_is_down_is_removed_at_restart(daemon):
+    cid = daemon.docker("run", "-d", "--rm", "busybox", "sleep", "1").stdout.strip()
+    daemon.kill(signal.SIGKILL)
+    time.sleep(1.5)  # it exits meanwhile; its monitor records the exit
+    daemon.start()
+    deadline = time.time() + 10
+    while cid in daemon.docker("ps", "-aq", "--no-trunc").stdout and time.time() < deadline:
+        time.sleep(0.05)
+    assert cid not in daemon.docker("ps", "-aq", "--no-trunc").stdout
+    assert not (daemon.exec_root / "containers" / cid).exists()
+    assert not _mounted(cid)

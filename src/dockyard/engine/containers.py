@@ -673,7 +673,11 @@ class ContainerService(ContainerOpsMixin):
     async def _exited(self, c: Container, code: int, oom: bool, finished_at: str | None) -> None:
         ran_for = time.time() - parse_rfc3339(c.state.StartedAt)
         c.state.set_exited(code, oom, finished_at)
-        self.store.save(c)
+        # a --rm container's record goes with its removal below (a crash before it: the
+        # next start reads the exit from the monitor's exit.json)
+        auto_remove = bool(c.host_config.get("AutoRemove"))
+        if not auto_remove:
+            self.store.save(c)
         try:
             if has_volumes(c):
                 await asyncio.to_thread(self.engine.volumes.unmount, c)
@@ -693,13 +697,15 @@ class ContainerService(ContainerOpsMixin):
             c.state.set_restarting()
             self.store.save(c)
             self._spawn_task(self._restart_later(c, delay))
-        elif c.host_config.get("AutoRemove") and c.id in self._containers:
+        elif auto_remove and c.id in self._containers:
             try:  # at once, not as a task: `docker run --rm` waits for it
                 await self.remove(c.id, force=True, volumes=True)
             except (NotFound, Conflict):  # removed, or being removed, by a client meanwhile
                 pass
             except Exception:  # noqa: BLE001 - as a task's failure would be: logged
                 log.warning("removing %s (--rm) failed", c.id, exc_info=True)
+                if c.id in self._containers:
+                    self.store.save(c)  # kept: its exit recorded
 
     async def _restart_later(self, c: Container, delay: float) -> None:
         await asyncio.sleep(delay)
