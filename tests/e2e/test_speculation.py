@@ -4,6 +4,7 @@ withdraws it, and so does a start that does not come in time."""
 
 from __future__ import annotations
 
+import glob
 import signal
 import time
 from pathlib import Path
@@ -41,6 +42,15 @@ def _until(predicate, timeout: float = 5.0) -> bool:
     return True
 
 
+def _cgroups(cid: str) -> list[str]:
+    """Cgroup directories of ``cid`` (a container created ahead has them)."""
+    return glob.glob(f"/sys/fs/cgroup/*/{cid}") + glob.glob(f"/sys/fs/cgroup/*/*/{cid}")
+
+
+def _warm_namespaces(d) -> set[str]:
+    return {p.name for p in (d.exec_root / "netns").glob("*")}
+
+
 def _create(d, *args: str) -> str:
     return d.docker("create", *args).stdout.strip()
 
@@ -58,6 +68,7 @@ def _memory_limit(pid: str) -> int:
 def test_a_created_container_shows_nothing_of_its_waiting_monitor(daemon):
     cid = _create(daemon, "busybox", "echo", "hello")
     assert _until(lambda: _waiting(daemon, cid) and _mounted(cid))
+    assert _until(lambda: bool(_cgroups(cid)))  # created ahead by the runtime, not started
     state = daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}} "
                           "[{{.NetworkSettings.IPAddress}}]", cid).stdout.split()
     assert state == ["created", "0", "[]"]
@@ -69,10 +80,12 @@ def test_a_created_container_shows_nothing_of_its_waiting_monitor(daemon):
 
 def test_a_removal_a_copy_and_the_timeout_withdraw_it(daemon, tmp_path):
     removed = _create(daemon, "busybox", "true")
-    assert _until(lambda: _waiting(daemon, removed))
+    assert _until(lambda: _waiting(daemon, removed) and bool(_cgroups(removed)))
     daemon.docker("rm", removed)
-    assert not _waiting(daemon, removed) and not _mounted(removed)
+    assert not _waiting(daemon, removed) and not _mounted(removed) and not _cgroups(removed)
     assert not (daemon.exec_root / "containers" / removed).exists()
+    # its reserved network namespace is gone too: only the pool's (network/pool.py) are left
+    assert _until(lambda: len(_warm_namespaces(daemon)) <= 2)
 
     copied = _create(daemon, "busybox", "cat", "/copied.txt")
     assert _until(lambda: _waiting(daemon, copied))
@@ -82,8 +95,8 @@ def test_a_removal_a_copy_and_the_timeout_withdraw_it(daemon, tmp_path):
 
     late = _create(daemon, "busybox", "echo", "late")
     assert _until(lambda: _waiting(daemon, late))
-    assert _until(lambda: not _waiting(daemon, late) and not _mounted(late),
-                  TIMEOUT_S + 5)
+    assert _until(lambda: not _waiting(daemon, late) and not _mounted(late)
+                  and not _cgroups(late), TIMEOUT_S + 5)
     assert daemon.docker("start", "-a", late).stdout == "late\n"
 
 

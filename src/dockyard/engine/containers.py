@@ -233,11 +233,30 @@ class ContainerService(ContainerOpsMixin):
             if connection is not None:
                 await _close_connection(connection)
             return
-        if _netns_of_its_own(c.host_config):
-            # config.json but the namespace's path, which the start's network setup gives
-            spawn.data["spec"] = asyncio.ensure_future(asyncio.to_thread(
-                self._container_spec, c, bundle, _NETNS_LATER, None, mounts, True))
-            spawn.data["inputs"] = orjson.dumps([c.config, c.host_config])
+        if not _netns_of_its_own(c.host_config):
+            return
+        # config.json: complete with a warm network namespace taken now, and then the
+        # runtime creates the container ahead too; else but for the namespace's path
+        warm = self.engine.networks.reserve_warm(c)
+        spawn.data["spec"] = asyncio.ensure_future(asyncio.to_thread(
+            self._container_spec, c, bundle, warm["netns"] if warm else _NETNS_LATER, None,
+            mounts, True))
+        spawn.data["inputs"] = orjson.dumps([c.config, c.host_config])
+        if warm is None:
+            return
+        spawn.data["warm"] = warm
+        spawn.on_withdrawn.append(lambda: self._discard_reserved(spawn))
+
+        async def write_ahead() -> None:
+            self._write_config(bundle, await spawn.data["spec"])
+
+        spawn.create_ahead(write_ahead)
+
+    def _discard_reserved(self, spawn) -> None:
+        """What a speculation created ahead reserved and no start took: its namespace."""
+        warm = spawn.data.pop("warm", None)
+        if warm is not None:
+            self.engine.networks.discard_warm(warm)
 
     def _prepare(self, c: Container, image, inherited, endpoints: dict) -> None:
         """Everything a create makes, in one trip to a worker thread: files, the snapshot,
@@ -368,6 +387,10 @@ class ContainerService(ContainerOpsMixin):
 
         bundle = os.path.join(self.exec_dir, c.id)
         spawn = await self.speculations.take(c.id, self._spawn_fields(c))
+        if (spawn is not None and spawn.ahead is not None
+                and spawn.data.get("inputs") != orjson.dumps([c.config, c.host_config])):
+            await spawn.withdraw()  # created ahead with what `docker update` changed since
+            spawn = None
         await self._torn_down(c)
         started = False
         if not has_volumes(c):  # a volume's copy-up needs the rootfs mounted here
@@ -399,6 +422,11 @@ class ContainerService(ContainerOpsMixin):
         network: list = []
 
         async def prepare() -> None:
+            if spawn is not None and spawn.ahead is not None:  # config.json is written
+                warm = spawn.data.pop("warm")
+                _netns, _paths, finish = await self.engine.networks.setup(c, warm=warm)
+                network.append(asyncio.ensure_future(finish()))
+                return
             netns, ns_paths, finish = await self.engine.networks.setup(c)
             network.append(asyncio.ensure_future(finish()))
             spec = await self._speculated_spec(c, spawn, netns)

@@ -139,7 +139,20 @@ class NetworkService:
             out[kind] = f"/proc/{other.state.Pid}/ns/{ns}"
         return out
 
-    async def setup(self, c) -> tuple[str | None, dict[str, str], Callable[[], Awaitable[None]]]:
+    def reserve_warm(self, c) -> dict | None:
+        """A warm namespace for ``c``'s next start, taken now (engine/speculation.py: its
+        path goes in a config.json written ahead); `setup` with it, or `discard_warm`."""
+        try:
+            return self.manager.reserve_warm(c.id, c.host_config, c.config)
+        except Exception:  # noqa: BLE001 - only an optimisation
+            log.debug("no warm namespace reserved for %s", c.id, exc_info=True)
+            return None
+
+    def discard_warm(self, warm: dict) -> None:
+        self._background(lambda: self.manager.discard_warm(warm))
+
+    async def setup(self, c, warm: dict | None = None
+                    ) -> tuple[str | None, dict[str, str], Callable[[], Awaitable[None]]]:
         """Before the runtime creates ``c``: its namespace path (or None), the namespace paths
         of container:<x> modes, and ``finish``: what is left to do before its process starts
         (run it while the runtime creates the container): the addresses inside a warm
@@ -148,8 +161,14 @@ class NetworkService:
         paths = self.namespace_paths(c)
         if "network" in paths:
             await asyncio.to_thread(self._share_files, c)
-        if self.manager.quick_setup(c.id, c.host_config, c.config):  # no thread trip for it
-            made = self.manager.setup(c.id, c.name, c.host_config, c.config)
+        if warm is not None or self.manager.quick_setup(c.id, c.host_config, c.config):
+            try:
+                made = self.manager.setup(c.id, c.name, c.host_config, c.config, warm)  # no thread
+            except BaseException:
+                sb = self.manager.sandboxes.get(c.id) or {}
+                if warm is not None and sb.get("netns") != warm["netns"]:
+                    self.discard_warm(warm)  # failed before the sandbox took it
+                raise
         else:
             made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config,
                                            c.config)

@@ -43,15 +43,33 @@ class Spawn:
         self.go: asyncio.Future = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.ahead = None  # `create_ahead`'s prepare
+        self.on_withdrawn: list = []  # called once a withdrawal is over
+
+    def create_ahead(self, prepare) -> None:
+        """Before the spawn reaches its ``prepare``: go on with ``prepare`` (writing the
+        complete config.json) instead of waiting for the start's, so the runtime creates the
+        container now; the start's own ``prepare`` (the network's setup) then runs before
+        its decision."""
+        self.ahead = prepare
 
     async def prepare(self) -> None:
-        """The spawn's ``prepare``: what the start gives it (`proceed`), run when it does."""
+        """The spawn's ``prepare``: what the start gives it (`proceed`), run when it does;
+        or, created ahead, the speculation's own."""
+        if self.ahead is not None:
+            await self.ahead()
+            if self.go.done() and self.go.exception() is not None:
+                raise Withdrawn()  # meanwhile: before the runtime creates anything
+            return
         prepare, _decide = await self.go
         await prepare()
 
     async def decide(self):
-        """The spawn's ``decide``: the start's, once it has come (after ``prepare``)."""
-        _prepare, decide = self.go.result()
+        """The spawn's ``decide``: the start's, once it has come (after ``prepare``; created
+        ahead, after the start's ``prepare`` too)."""
+        prepare, decide = await self.go
+        if self.ahead is not None:
+            await prepare()
         return await decide()
 
     def proceed(self, prepare, decide):
@@ -73,6 +91,11 @@ class Spawn:
                 log.warning("a withdrawn speculative spawn of %s went on", self.req.get("container_id"))
             elif not isinstance(result, (Withdrawn, asyncio.CancelledError)):
                 log.debug("speculative spawn of %s: %s", self.req.get("container_id"), result)
+        for callback in self.on_withdrawn:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one cleanup's failure must not stop the others
+                log.warning("after withdrawing %s", self.req.get("container_id"), exc_info=True)
 
 
 class Speculations:

@@ -144,11 +144,13 @@ class SandboxMixin:
 
     # -- start and exit ----------------------------------------------------------------------
 
-    def setup(self, cid: str, name: str, host_config: Mapping, config: Mapping) -> dict:
+    def setup(self, cid: str, name: str, host_config: Mapping, config: Mapping,
+              warm: dict | None = None) -> dict:
         """Make the sandbox of a starting container: its namespace (``netns``, None for host
         and container: modes), its endpoints' interfaces and addresses, its published ports.
         All or nothing. What can wait until the container's process starts (the address
-        inside a warm namespace) is returned as ``deferred``, for `finish`."""
+        inside a warm namespace) is returned as ``deferred``, for `finish`. ``warm``: the
+        warm sandbox `reserve_warm` gave for it (it is the sandbox's now, whatever happens)."""
         with self._lock:
             sb = self.sandboxes.get(cid)
             if sb is None:
@@ -156,6 +158,9 @@ class SandboxMixin:
                 sb = self.sandboxes[cid]
             sb["name"] = name
             mode = sb["mode"]
+            if warm is not None and (mode == "host" or mode.startswith("container:")):
+                self.discard_warm(warm)
+                warm = None
             if mode == "host" or mode.startswith("container:"):
                 for nid in sb["endpoints"]:  # the host network lists its containers
                     self._join(cid, sb, nid)
@@ -166,7 +171,7 @@ class SandboxMixin:
             sb["gen"] = sb.get("gen", 0) + 1
             deferred: list[tuple] = []
             try:
-                self._make(cid, sb, host_config, config, deferred)
+                self._make(cid, sb, host_config, config, deferred, warm)
             except BaseException:
                 self.teardown(cid)
                 raise
@@ -188,10 +193,11 @@ class SandboxMixin:
             raise
 
     def _make(self, cid: str, sb: dict, host_config: Mapping, config: Mapping,
-              deferred: list[tuple] | None = None) -> None:
+              deferred: list[tuple] | None = None, warm: dict | None = None) -> None:
         from dockyard.linux.netns import create_netns, remove_netns
 
-        warm = self._take_warm(sb)
+        if warm is None:
+            warm = self._take_warm(sb)
         if warm is not None:
             path = warm["netns"]
         else:
@@ -215,6 +221,22 @@ class SandboxMixin:
                 sb["ports"] = [p.to_json() for p in published]
                 self.store.save_sandbox(cid, sb)
                 self._apply_elements(self._port_rules(sb), "add")
+
+    def reserve_warm(self, cid: str, host_config: Mapping, config: Mapping) -> dict | None:
+        """A warm sandbox taken ahead for ``cid``'s next `setup` (``warm``), when that setup
+        would take one (see `quick_setup`); its path is the container's namespace from now
+        on. Given back to no one: `setup` makes it the sandbox's, `discard_warm` removes it."""
+        if not self.quick_setup(cid, host_config, config):
+            return None
+        return self._take_warm(self.sandboxes[cid])
+
+    def discard_warm(self, warm: dict) -> None:
+        """A reserved warm sandbox no setup took: its namespace and veth removed (blocking)."""
+        from dockyard.linux.netns import remove_netns
+        from dockyard.network.links import delete_link
+
+        remove_netns(warm["netns"])
+        delete_link(warm["host_veth"])
 
     def quick_setup(self, cid: str, host_config: Mapping, config: Mapping) -> bool:
         """Whether `setup` would be bookkeeping only (a warm sandbox there to take, no port
