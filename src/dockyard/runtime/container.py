@@ -94,6 +94,42 @@ def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
         time.sleep(0.002)
 
 
+# A container as Docker makes one, in brief: what `warm_up` decodes
+_WARM_SPEC = {
+    "ociVersion": "1.2.0",
+    "process": {"user": {"uid": 0, "gid": 0, "additionalGids": [0]}, "args": ["true"],
+                "env": ["PATH=/bin"], "cwd": "/", "oomScoreAdj": 0,
+                "capabilities": {k: ["CAP_CHOWN"] for k in ("bounding", "effective", "permitted")},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]},
+    "root": {"path": "rootfs"}, "hostname": "warm",
+    "mounts": [{"destination": "/proc", "type": "proc", "source": "proc",
+                "options": ["nosuid", "noexec", "nodev"]},
+               {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts",
+                "options": ["rbind", "rprivate"]}],
+    "linux": {"sysctl": {"net.ipv4.ping_group_range": "0 2147483647"},
+              "resources": {"devices": [{"allow": False, "access": "rwm"},
+                                        {"allow": True, "type": "c", "major": 1, "minor": 5,
+                                         "access": "rwm"}],
+                            "memory": {"limit": 0}, "cpu": {"shares": 0}, "pids": {"limit": 0}},
+              "cgroupsPath": "/dockyard/warm",
+              "namespaces": [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")],
+              "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"]},
+}
+
+
+def warm_up() -> None:
+    """Run, in a process that is about to wait for a container to create, what `create` runs
+    the first time in a process: the spec codec compiles its record decoders on the first
+    `Spec` it decodes (~1.7 ms, and the pages it writes), which a process forked from a warm
+    parent that never decoded one would otherwise pay on its create's path."""
+    try:
+        spec = Spec.from_json(_WARM_SPEC)
+        plan.plan_namespaces(spec)
+        plan.device_rules(spec)
+    except DockyardError:  # noqa: S110 - only ahead of time; create reports its own errors
+        pass
+
+
 class Runtime(ControlMixin):
     def __init__(self, root: str = st.DEFAULT_ROOT, *, sys: S.Syscalls = S.SYS, log=None,
                  cgroup_root: str = "/sys/fs/cgroup", single_fork: bool = True):
@@ -161,9 +197,15 @@ class Runtime(ControlMixin):
 
     def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
                console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
-               no_new_keyring: bool = False) -> int:
+               no_new_keyring: bool = False, config: tuple[dict, str] | None = None) -> int:
+        """``config``: the bundle's config.json as the caller has just read it (the decoded
+        object and its text), so that it is not read and decoded again."""
         bundle = os.path.abspath(bundle)
-        spec, spec_json, spec_text = read_spec(os.path.join(bundle, "config.json"))
+        if config is None:
+            spec, spec_json, spec_text = read_spec(os.path.join(bundle, "config.json"))
+        else:
+            spec_json, spec_text = config
+            spec = Spec.from_json(spec_json)
         if spec.process is None:
             raise InvalidArgument("process: required to create a container")
         rootfs = os.path.normpath(os.path.join(bundle, spec.root.path))

@@ -116,12 +116,24 @@ class Prefork:
         self.reap()
 
 
+WARM_UP_AFTER = 0.02  # seconds idle before the helper warms up (see _prefork_main)
+
+
 def _prefork_main(sock) -> None:
-    """The preforked helper: one request (with the container's stdio), one reply line."""
+    """The preforked helper: one request (with the container's stdio), one reply line.
+
+    Idle for `WARM_UP_AFTER` (the spare that forked us was itself just forked, most likely
+    during another start: not on its path), it runs ahead what the runtime library's create
+    runs the first time in a process (`dockyard.runtime.container.warm_up`)."""
+    import select
     import socket
 
     reply: dict = {}
     try:
+        if not select.select([sock], [], [], WARM_UP_AFTER)[0]:
+            from dockyard.runtime.container import warm_up
+
+            warm_up()
         decoder = P.LineDecoder()
         data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4)
         msg = decoder.next(data) if data else None
@@ -155,10 +167,13 @@ class LibraryRuntime:
 
         self.rt = Runtime(root)
 
-    def create(self, cid: str, bundle: str, console: str | None) -> int:
+    def create(self, cid: str, bundle: str, console: str | None,
+               config: tuple[dict, str] | None = None) -> int:
+        """``config``: config.json as the caller read it (object, text), not read again."""
         # the init connects to the console socket by the name we give: relative to our
         # working directory, the state directory, so that it fits in sun_path
-        return self.rt.create(cid, bundle, console_socket=console and os.path.basename(console))
+        return self.rt.create(cid, bundle, console_socket=console and os.path.basename(console),
+                              config=config)
 
     def start(self, cid: str) -> None:
         self.rt.start(cid)
@@ -221,7 +236,8 @@ class ExternalRuntime:
                 return str(entry.get("msg", ""))
         return ""
 
-    def create(self, cid: str, bundle: str, console: str | None) -> int:
+    def create(self, cid: str, bundle: str, console: str | None,
+               config: tuple[dict, str] | None = None) -> int:
         _unlink(self.log_path)  # its last error must be this run's
         extra = ["--console-socket", console] if console else []
         self.run("create", "--bundle", bundle, "--pid-file", self.pid_file, *extra, cid,
@@ -295,10 +311,10 @@ def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: s
             mounted = True
         if go is not None:
             await_go(go)
-        config = read_config(req.bundle)
+        config, config_text = read_config_text(req.bundle)
         cmd = ((config.get("process") or {}).get("args") or [""])[0]
         rt = runtime_for(req)
-        pid = rt.create(req.container_id, req.bundle, console)
+        pid = rt.create(req.container_id, req.bundle, console, (config, config_text))
         created = True
         linux = config.get("linux") or {}
         ooms = oom_kills(linux.get("cgroupsPath"), req.container_id)
@@ -447,15 +463,23 @@ def _undo(rt, req: P.SpawnRequest, mounted: bool) -> None:
 # -- pieces -------------------------------------------------------------------------------------
 
 def read_config(bundle: str) -> dict:
+    return read_config_text(bundle)[0]
+
+
+def read_config_text(bundle: str) -> tuple[dict, str]:
+    """config.json decoded, and its text (which the runtime library keeps in its state, so
+    that it need not read and decode the file again)."""
+    from dockyard.runtime.state import read_all
+
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            config = jsonfast.loads(f.read())
+        text = read_all(path).decode("utf-8-sig")
+        config = jsonfast.loads(text)
     except (OSError, ValueError) as exc:
         raise InvalidArgument(f"config.json: {path}: {exc}") from None
     if not isinstance(config, dict):
         raise InvalidArgument(f"config.json: {path}: not a JSON object")
-    return config
+    return config, text
 
 
 def oom_kills(cgroups_path: str | None, cid: str) -> int:
