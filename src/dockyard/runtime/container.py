@@ -16,7 +16,8 @@ from dockyard.linux import capabilities as caps, syscalls as S
 from dockyard.runtime import plan, state as st
 from dockyard.runtime.control import ControlMixin
 from dockyard.runtime.hooks import run_hooks
-from dockyard.runtime.init import Channel, InitConfig, single_fork_ok, stage1, stage2_direct
+from dockyard.runtime.init import (Channel, InitConfig, fork_in_new_pid_ns, single_fork_ok, stage1,
+                                   stage2_direct)
 from dockyard.spec.codec import from_json
 from dockyard.spec.runtime import Hooks, Process, Spec, load_spec, read_spec
 
@@ -197,9 +198,12 @@ class Runtime(ControlMixin):
 
     def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
                console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
-               no_new_keyring: bool = False, config: tuple[dict, str] | None = None) -> int:
+               no_new_keyring: bool = False, config: tuple[dict, str] | None = None,
+               preinit=None) -> int:
         """``config``: the bundle's config.json as the caller has just read it (the decoded
-        object and its text), so that it is not read and decoded again."""
+        object and its text), so that it is not read and decoded again. ``preinit``: a
+        `preinit.PreInit` to become the container's init instead of a forked child, when it
+        fits (else it is told to exit); its owner still calls its `discard`."""
         bundle = os.path.abspath(bundle)
         if config is None:
             spec, spec_json, spec_text = read_spec(os.path.join(bundle, "config.json"))
@@ -249,7 +253,9 @@ class Runtime(ControlMixin):
                 cfg.cgroup_mounts = cgroup_mounts()
             # the "creating" state is written while the init prepares the rootfs, on another
             # CPU (config.json's text as read: the verbs after create read it)
-            pid = self._spawn(cfg, state, after_fork=lambda: cdir.save(state, spec_text))
+            cfg.spec_text = spec_text
+            pid = self._spawn(cfg, state, after_fork=lambda: cdir.save(state, spec_text),
+                              preinit=preinit)
             state.update(pid=pid, start_time=st.proc_start_time(pid), status=st.CREATED)
             cdir.save(state, spec_text)
             _write_pid_file(pid_file, pid)
@@ -317,14 +323,22 @@ class Runtime(ControlMixin):
         res = (spec.linux.resources if spec.linux else None) or LinuxResources()
         cg.set(res.replace(devices=plan.device_rules(spec)))
 
-    def _spawn(self, cfg: InitConfig, state: dict, after_fork=None) -> int:
+    def _spawn(self, cfg: InitConfig, state: dict, after_fork=None, preinit=None) -> int:
         """Fork stage 1 and serve the init's messages until it is ready; returns its pid.
-        ``after_fork`` runs in this process once the child runs."""
+        ``after_fork`` runs in this process once the child runs. ``preinit``: a pre-made
+        init (`preinit.PreInit`) that becomes stage 2 instead of a fork, if it fits."""
         c_r, p_w = os.pipe()
         p_r, c_w = os.pipe()
         self.sys.set_child_subreaper()
         direct = self.single_fork and single_fork_ok(cfg)
-        first = self._fork_direct(cfg) if direct else None
+        first = None
+        if preinit is not None:
+            if direct:
+                first = preinit.take(cfg, c_r, c_w)
+            else:
+                preinit.close()
+        if first is None:
+            first = self._fork_direct(cfg) if direct else None
         if first is None:
             direct, first = False, os.fork()
         if first == 0:
@@ -392,28 +406,10 @@ class Runtime(ControlMixin):
 
     def _fork_direct(self, cfg: InitConfig) -> int | None:
         """fork() with the child made pid 1 of a new pid namespace when the container has one;
-        None when we could not take our own pid namespace back afterwards (then stage 1 does).
-
-        unshare(CLONE_NEWPID) changes only the namespace this thread's next children are born
-        in; we set it back to our own right after the fork, so nothing else we fork (hooks)
-        lands in the container's namespace."""
+        None when we could not take our own pid namespace back afterwards (then stage 1 does)."""
         if not cfg.ns_flags & S.CLONE_NEWPID:
             return os.fork()
-        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        try:  # the same call as the one that undoes the unshare: is it allowed here?
-            self.sys.setns(own, S.CLONE_NEWPID)
-        except OSError:
-            os.close(own)
-            return None
-        pid = -1
-        try:
-            self.sys.unshare(S.CLONE_NEWPID)
-            pid = os.fork()
-            return pid
-        finally:
-            if pid != 0:  # not in the child: it stays pid 1 of the new namespace
-                self.sys.setns(own, S.CLONE_NEWPID)
-            os.close(own)
+        return fork_in_new_pid_ns(self.sys)
 
     def _write_id_maps(self, pid: int, spec: Spec) -> None:
         for name, maps in (("uid_map", spec.linux.uid_mappings), ("gid_map", spec.linux.gid_mappings)):

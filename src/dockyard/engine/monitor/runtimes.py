@@ -116,23 +116,27 @@ class Prefork:
         self.reap()
 
 
-WARM_UP_AFTER = 0.02  # seconds idle before the helper warms up (see _prefork_main)
+WARM_UP_AFTER = 0.02  # seconds idle before the helper works ahead (see _prefork_main)
 
 
 def _prefork_main(sock) -> None:
     """The preforked helper: one request (with the container's stdio), one reply line.
 
     Idle for `WARM_UP_AFTER` (the spare that forked us was itself just forked, most likely
-    during another start: not on its path), it runs ahead what the runtime library's create
-    runs the first time in a process (`dockyard.runtime.container.warm_up`)."""
+    during another start: not on its path), it forks the container's init ahead of need
+    (`dockyard.runtime.preinit.PreInit`: the runtime library's create makes it the init when
+    the container fits, else it is discarded; it dies with us), then runs ahead what that
+    create runs the first time in a process (`dockyard.runtime.container.warm_up`)."""
     import select
     import socket
 
     reply: dict = {}
+    preinit = None
     try:
         if not select.select([sock], [], [], WARM_UP_AFTER)[0]:
             from dockyard.runtime.container import warm_up
 
+            preinit = _make_preinit()  # first: what we write from now on is not shared
             warm_up()
         decoder = P.LineDecoder()
         data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4)
@@ -141,20 +145,37 @@ def _prefork_main(sock) -> None:
             data = sock.recv(4096)
             msg = decoder.next(data) if data else None
         if msg is None:  # discarded (or its monitor died): nothing to do
+            if preinit is not None:
+                preinit.discard()
             os._exit(0)
         req = P.SpawnRequest.from_json(msg["request"])
         if len(fds) != 3 + req.config_follows:
             raise InvalidArgument(f"expected {3 + req.config_follows} descriptors, got {len(fds)}")
         os.chdir(req.state_dir)  # where the monitor is: the console socket's name is relative
         go = Go(fds[3], str(msg.get("early") or "").encode("latin-1")) if req.config_follows else None
-        reply = start_container(req, tuple(fds[:3]), msg.get("console"), go)
+        reply = start_container(req, tuple(fds[:3]), msg.get("console"), go, preinit)
     except BaseException as exc:
         reply = P.error_reply(exc)
     finally:
         try:
             sock.sendall(P.encode(reply))
         finally:
-            os._exit(0)
+            try:
+                if preinit is not None:
+                    preinit.discard()  # unless it is the container's init now
+            finally:
+                os._exit(0)
+
+
+def _make_preinit():
+    """A pre-made init (which warms up while idle, as we do); None when it cannot be made
+    here."""
+    from dockyard.runtime.preinit import PreInit
+
+    try:
+        return PreInit()
+    except OSError:
+        return None
 
 
 # -- runtimes -----------------------------------------------------------------------------------
@@ -168,12 +189,13 @@ class LibraryRuntime:
         self.rt = Runtime(root)
 
     def create(self, cid: str, bundle: str, console: str | None,
-               config: tuple[dict, str] | None = None) -> int:
-        """``config``: config.json as the caller read it (object, text), not read again."""
+               config: tuple[dict, str] | None = None, preinit=None) -> int:
+        """``config``: config.json as the caller read it (object, text), not read again;
+        ``preinit``: a pre-made init (`Runtime.create`)."""
         # the init connects to the console socket by the name we give: relative to our
         # working directory, the state directory, so that it fits in sun_path
         return self.rt.create(cid, bundle, console_socket=console and os.path.basename(console),
-                              config=config)
+                              config=config, preinit=preinit)
 
     def start(self, cid: str) -> None:
         self.rt.start(cid)
@@ -237,7 +259,7 @@ class ExternalRuntime:
         return ""
 
     def create(self, cid: str, bundle: str, console: str | None,
-               config: tuple[dict, str] | None = None) -> int:
+               config: tuple[dict, str] | None = None, preinit=None) -> int:
         _unlink(self.log_path)  # its last error must be this run's
         extra = ["--console-socket", console] if console else []
         self.run("create", "--bundle", bundle, "--pid-file", self.pid_file, *extra, cid,
@@ -292,12 +314,13 @@ def runtime_for(req: P.SpawnRequest):
 # -- sequences (each runs in a child: see in_child) ---------------------------------------------
 
 def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: str | None,
-                    go: Go | None = None) -> dict:
+                    go: Go | None = None, preinit=None) -> dict:
     """Mount the root filesystem, create the container with ``stdio``, start it unless
     ``req.start`` is False. ``{"ok", "pid", "oom_kills"}``, or an error reply with its
     ``start_kind``; a failure leaves nothing mounted or created. ``go``: with
     ``req.config_follows``, where the daemon says when config.json is there (awaited after
-    the mount, which does not need it)."""
+    the mount, which does not need it). ``preinit``: a pre-made init for the runtime library
+    (the caller discards it afterwards)."""
     _signal.signal(_SIGPIPE, _signal.SIG_DFL)
     _signal.signal(_SIGXFSZ, _signal.SIG_DFL)
     for target, fd in enumerate(stdio):
@@ -314,7 +337,7 @@ def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: s
         config, config_text = read_config_text(req.bundle)
         cmd = ((config.get("process") or {}).get("args") or [""])[0]
         rt = runtime_for(req)
-        pid = rt.create(req.container_id, req.bundle, console, (config, config_text))
+        pid = rt.create(req.container_id, req.bundle, console, (config, config_text), preinit)
         created = True
         linux = config.get("linux") or {}
         ooms = oom_kills(linux.get("cgroupsPath"), req.container_id)
