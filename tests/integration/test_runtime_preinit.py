@@ -215,3 +215,53 @@ def test_a_user_namespace_gets_the_runtime_s_own_path(runtime, busybox_rootfs, r
     assert not pre.used and pid != pre.pid
     assert (code, out) == (0, "pid 1\n0\n")
     assert gone(pre.pid)
+
+
+@pytest.mark.requires("libseccomp")
+def test_the_pre_made_init_loads_the_runtime_s_compiled_filter(runtime, bundle_factory, tmp_path):
+    rt, made, new_preinit = runtime
+    b = bundle_factory(["sh", "-c", "grep ^Seccomp: /proc/self/status; mkdir /tmp/x || exit 9"])
+
+    def deny_mkdir(c):
+        c["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 1}]}
+
+    edit_config(b, deny_mkdir)
+    pre = new_preinit()
+    made.append("sc")
+    pid, code, out, err = run(rt, "sc", b, tmp_path, preinit=pre)
+    assert pre.used and pid == pre.pid
+    assert (code, out.split()) == (9, ["Seccomp:", "2"])
+    assert "Operation not permitted" in err
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def test_the_start_helper_makes_one_while_idle_and_a_discard_ends_both():
+    from dockyard.engine.monitor.runtimes import Prefork
+
+    helper = Prefork()
+    try:
+        deadline = time.monotonic() + 5
+        while not (kids := _children(helper.pid)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(kids) == 1
+        pre = kids[0]
+        assert os.readlink(f"/proc/{pre}/ns/pid") != os.readlink("/proc/self/ns/pid")
+        with open(f"/proc/{pre}/status") as f:
+            assert "NSpid:" in (status := f.read()) and status.split("NSpid:")[1].split()[1] == "1"
+
+        def nice() -> int:  # field 19 of stat: it warms up at 19, then waits at ours
+            with open(f"/proc/{pre}/stat") as f:
+                return int(f.read().rsplit(")", 1)[1].split()[16])
+
+        time.sleep(0.5)  # its warm-up takes a few ms
+        assert nice() == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        helper.discard()
+    assert gone(pre)

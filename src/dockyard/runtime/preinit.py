@@ -268,6 +268,11 @@ def _init_config(meta_raw: bytes, bpf: bytes, text: bytes, fds: list[int]):
     os.umask(meta["umask"])
     spec_text = text.decode()
     data = jsonfast.loads(spec_text)
+    linux = data.get("linux")
+    if isinstance(linux, dict):
+        # the filter comes compiled; its config serves only a seccomp agent (`_load_seccomp`),
+        # which never takes this path (`fits`): not decoded again (hundreds of rules)
+        linux.pop("seccomp", None)
     spec = Spec.from_json(data)
     cg = meta["cgroup"]
     if cg is None:
