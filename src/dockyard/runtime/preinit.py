@@ -114,10 +114,13 @@ class PreInit:
         data = b"".join((head, meta, bpf, text))
         sock = self.sock
         try:
+            # still warming up at the lowest priority (a busy machine)? Not on our path
+            os.setpriority(os.PRIO_PROCESS, self.pid, os.getpriority(os.PRIO_PROCESS, 0))
             sent = socket.send_fds(sock, [data], fds)
             if sent < len(data):
                 sock.sendall(data[sent:])
-        except OSError:  # it died, or a descriptor of ours is closed (EBADF): fork instead
+        except OSError:  # it died, or a descriptor of ours is closed (EBADF), or it cannot
+            # be given our priority back (EPERM: no CAP_SYS_NICE): fork instead
             self.close()
             return None
         self.used = True
@@ -175,7 +178,7 @@ def _child(sock, sys: S.Syscalls, warm: bool) -> None:
         if fd > 3:
             sys.close_range(3, fd - 1)
         sys.close_range(fd + 1)
-        if warm:
+        if warm and not _request_waiting(sock):
             _warm_up()
         got = _receive(sock)
     except BaseException:  # noqa: BLE001 - nobody to tell: the parent sees a dead child
@@ -203,6 +206,17 @@ def _warm_up() -> None:
             os.setpriority(os.PRIO_PROCESS, 0, old)
         except OSError:
             os._exit(1)
+
+
+def _request_waiting(sock) -> bool:
+    """Whether something (the request, or the end of the stream) is there to read."""
+    import socket
+
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _receive(sock) -> tuple[list[int], bytes, bytes, bytes] | None:
