@@ -256,12 +256,24 @@ def test_the_start_helper_makes_one_while_idle_and_a_discard_ends_both():
         with open(f"/proc/{pre}/status") as f:
             assert "NSpid:" in (status := f.read()) and status.split("NSpid:")[1].split()[1] == "1"
 
-        def nice() -> int:  # field 19 of stat: it warms up at 19, then waits at ours
-            with open(f"/proc/{pre}/stat") as f:
+        def nice(pid: int) -> int:  # field 19 of stat
+            with open(f"/proc/{pid}/stat") as f:
                 return int(f.read().rsplit(")", 1)[1].split()[16])
 
-        time.sleep(0.5)  # its warm-up takes a few ms
-        assert nice() == os.getpriority(os.PRIO_PROCESS, 0)
+        time.sleep(0.5)  # both work ahead at nice 19 for a few ms, then wait at our priority
+        assert nice(pre) == nice(helper.pid) == os.getpriority(os.PRIO_PROCESS, 0)
     finally:
         helper.discard()
     assert gone(pre)
+
+
+def test_work_ahead_runs_at_the_lowest_priority_and_sets_ours_back():
+    from dockyard.runtime.preinit import at_lowest_priority, can_raise_priority
+
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = at_lowest_priority(lambda: os.getpriority(os.PRIO_PROCESS, 0))
+    assert seen == (19 if can_raise_priority() else ours)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == ours
+    with pytest.raises(ZeroDivisionError):
+        at_lowest_priority(lambda: 1 / 0)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == ours

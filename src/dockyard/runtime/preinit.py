@@ -36,11 +36,14 @@ class PreInit:
     Raises OSError when it cannot be made (fork or namespace calls refused): the caller goes
     without. ``pid`` is its pid as we see it; ``used`` once `take` made it an init."""
 
-    def __init__(self, sys: S.Syscalls = S.SYS, *, warm: bool = True) -> None:
+    def __init__(self, sys: S.Syscalls = S.SYS, *, warm: bool = True,
+                 priority: int | None = None) -> None:
         import socket
 
         from dockyard.runtime.init import fork_in_new_pid_ns
 
+        if priority is None:  # what it waits at after its warm-up (a caller idling low says)
+            priority = os.getpriority(os.PRIO_PROCESS, 0)
         self.sys = sys
         self.used = False
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -57,7 +60,7 @@ class PreInit:
         if pid == 0:
             try:
                 ours.close()
-                _child(theirs, sys, warm)
+                _child(theirs, sys, warm, priority)
             finally:
                 os._exit(1)
         theirs.close()
@@ -169,7 +172,7 @@ def _describe_cgroup(cg) -> dict | None | bool:
 
 # -- the child ----------------------------------------------------------------------------------
 
-def _child(sock, sys: S.Syscalls, warm: bool) -> None:
+def _child(sock, sys: S.Syscalls, warm: bool, priority: int) -> None:
     """Wait for `take`; then become the init. Never returns."""
     try:
         sys.prctl(S.PR_SET_PDEATHSIG, _SIGKILL)
@@ -179,7 +182,11 @@ def _child(sock, sys: S.Syscalls, warm: bool) -> None:
             sys.close_range(3, fd - 1)
         sys.close_range(fd + 1)
         if warm and not _request_waiting(sock):
-            _warm_up()
+            from dockyard.runtime.container import warm_up
+
+            at_lowest_priority(warm_up)
+        if os.getpriority(os.PRIO_PROCESS, 0) != priority:
+            os.setpriority(os.PRIO_PROCESS, 0, priority)
         got = _receive(sock)
     except BaseException:  # noqa: BLE001 - nobody to tell: the parent sees a dead child
         os._exit(1)
@@ -188,24 +195,36 @@ def _child(sock, sys: S.Syscalls, warm: bool) -> None:
     _go(sock, sys, *got)
 
 
-def _warm_up() -> None:
-    """`container.warm_up` at the lowest priority (we are idle: what waits for the CPU comes
-    first), our priority set back after it; or exit (then `take` finds us gone): an init must
-    not run at the lowest priority."""
-    from dockyard.runtime.container import warm_up
+def can_raise_priority() -> bool:
+    """Whether we may set our priority back after lowering it (CAP_SYS_NICE)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) >> 23 & 1)
+    except (OSError, ValueError):
+        pass
+    return False
 
+
+def at_lowest_priority(fn, *args):
+    """``fn(*args)`` at nice 19, for work done ahead while idle: what waits for the CPU (a
+    start on its way) comes first. Our priority is set back after it; only done where it can
+    be (`can_raise_priority`), else ``fn`` runs as we are. An OSError setting it back is
+    raised (a pre-made init then exits: `take` finds it gone)."""
     old = os.getpriority(os.PRIO_PROCESS, 0)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, 19)
-    except OSError:
-        return
-    try:
-        warm_up()
-    finally:
+    lowered = False
+    if old < 19 and can_raise_priority():
         try:
-            os.setpriority(os.PRIO_PROCESS, 0, old)
+            os.setpriority(os.PRIO_PROCESS, 0, 19)
+            lowered = True
         except OSError:
-            os._exit(1)
+            pass
+    try:
+        return fn(*args)
+    finally:
+        if lowered:
+            os.setpriority(os.PRIO_PROCESS, 0, old)
 
 
 def _request_waiting(sock) -> bool:

@@ -90,6 +90,10 @@ class Prefork:
 
         decoder = P.LineDecoder()
         reply = None
+        try:  # it may still be working ahead at the lowest priority (_prefork_main)
+            os.setpriority(os.PRIO_PROCESS, self.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        except OSError:
+            pass
         try:
             early = go.early.decode("latin-1") if go is not None else ""
             socket.send_fds(self.sock, [P.encode({"request": req.to_json(), "console": console,
@@ -123,7 +127,8 @@ def _prefork_main(sock) -> None:
     """The preforked helper: one request (with the container's stdio), one reply line.
 
     Idle for `WARM_UP_AFTER` (the spare that forked us was itself just forked, most likely
-    during another start: not on its path), it forks the container's init ahead of need
+    during another start: not on its path), at the lowest priority (other starts come
+    first), it forks the container's init ahead of need
     (`dockyard.runtime.preinit.PreInit`: the runtime library's create makes it the init when
     the container fits, else it is discarded; it dies with us), then runs ahead what that
     create runs the first time in a process (`dockyard.runtime.container.warm_up`)."""
@@ -134,10 +139,12 @@ def _prefork_main(sock) -> None:
     preinit = None
     try:
         if not select.select([sock], [], [], WARM_UP_AFTER)[0]:
-            from dockyard.runtime.container import warm_up
+            from dockyard.runtime.preinit import at_lowest_priority
 
-            preinit = _make_preinit()  # first: what we write from now on is not shared
-            warm_up()
+            try:
+                preinit = at_lowest_priority(_work_ahead, os.getpriority(os.PRIO_PROCESS, 0))
+            except OSError:  # our priority could not be set back: we go on as we are
+                pass
         decoder = P.LineDecoder()
         data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4)
         msg = decoder.next(data) if data else None
@@ -167,15 +174,19 @@ def _prefork_main(sock) -> None:
                 os._exit(0)
 
 
-def _make_preinit():
-    """A pre-made init (which warms up while idle, as we do); None when it cannot be made
-    here."""
+def _work_ahead(priority: int):
+    """While idle (at the lowest priority): a pre-made init, which waits at ``priority``
+    (None when it cannot be made here), then the warm-up (after the fork: what we write
+    from now on is not shared with it)."""
+    from dockyard.runtime.container import warm_up
     from dockyard.runtime.preinit import PreInit
 
     try:
-        return PreInit()
+        preinit = PreInit(priority=priority)
     except OSError:
-        return None
+        preinit = None
+    warm_up()
+    return preinit
 
 
 # -- runtimes -----------------------------------------------------------------------------------
