@@ -14,6 +14,10 @@ program, ...). The child rebuilds its `InitConfig` from them and runs `init.stag
 the code a forked child runs. Otherwise it is told to exit (its socket closed) and `create`
 forks as before.
 
+While idle it runs `container.warm_up` at the lowest priority (the spec decoders' pages it
+will write), then waits at its parent's priority (`take` also gives it that back first, should
+a busy machine have starved the warm-up).
+
 While it waits it dies with its parent (PR_SET_PDEATHSIG, and its socket's end of file); the
 owner ends it with `discard` (which also reaps it) unless `create` made it the container's
 init. Its host pid is what `create` returns: it is the caller's child, as a forked init is.
