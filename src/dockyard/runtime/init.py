@@ -59,6 +59,7 @@ class InitConfig:
         self.host_pid: int | None = None  # stage 2's pid as the host sees it, for the agent
         self.bundle = bundle
         self.cgroup_mounts: dict | None = None  # the host's cgroup hierarchies, read ahead
+        self.spec_text: str | None = None  # config.json's text, for a pre-made init (preinit.py)
 
 
 def _host_side(cfg: InitConfig, chan: Channel, sys: S.Syscalls) -> None:
@@ -91,9 +92,34 @@ def single_fork_ok(cfg: InitConfig) -> bool:
     return not any(kind in ("user", "pid", "time") for kind, _ in cfg.ns_join)
 
 
+def fork_in_new_pid_ns(sys: S.Syscalls) -> int | None:
+    """fork() with the child made pid 1 of a new pid namespace; None when we could not take our
+    own pid namespace back afterwards (setns refused: then nothing was changed).
+
+    unshare(CLONE_NEWPID) changes only the namespace this thread's next children are born
+    in; we set it back to our own right after the fork, so nothing else we fork (hooks)
+    lands in the container's namespace."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:  # the same call as the one that undoes the unshare: is it allowed here?
+        sys.setns(own, S.CLONE_NEWPID)
+    except OSError:
+        os.close(own)
+        return None
+    pid = -1
+    try:
+        sys.unshare(S.CLONE_NEWPID)
+        pid = os.fork()
+        return pid
+    finally:
+        if pid != 0:  # not in the child: it stays pid 1 of the new namespace
+            sys.setns(own, S.CLONE_NEWPID)
+        os.close(own)
+
+
 def stage2_direct(cfg: InitConfig, chan: Channel, sys: S.Syscalls = S.SYS) -> None:
-    """Stage 1's work and then stage 2, in one process: the child of `spawn_direct`, already
-    pid 1 of its new pid namespace (when it has one). Never returns."""
+    """Stage 1's work and then stage 2, in one process: the child of `spawn_direct` (or a
+    `preinit.PreInit`), already pid 1 of its new pid namespace (when it has one). Never
+    returns."""
     try:
         _host_side(cfg, chan, sys)
         # open them all first: a joined mount namespace changes what the next paths name

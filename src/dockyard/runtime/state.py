@@ -83,9 +83,12 @@ class ContainerDir:
         return os.path.exists(os.path.join(self.path, STATE_FILE)) or os.path.isdir(self.path)
 
     def make(self) -> None:
-        os.makedirs(os.path.dirname(self.path), mode=0o711, exist_ok=True)
         try:
-            os.mkdir(self.path, 0o711)
+            try:
+                os.mkdir(self.path, 0o711)  # the root is there but for the first container
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(self.path), mode=0o711, exist_ok=True)
+                os.mkdir(self.path, 0o711)
         except FileExistsError:
             raise AlreadyExists(f"container with id exists: {self.id}") from None
 

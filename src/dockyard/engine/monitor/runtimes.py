@@ -96,6 +96,10 @@ class Prefork:
         import socket
 
         self._sent: OSError | None = None
+        try:  # it may still be working ahead at the lowest priority (_prefork_main)
+            os.setpriority(os.PRIO_PROCESS, self.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        except OSError:
+            pass
         try:
             early = go.early.decode("latin-1") if go is not None else ""
             socket.send_fds(self.sock, [P.encode({"request": req.to_json(), "console": console,
@@ -131,12 +135,31 @@ class Prefork:
         self.reap()
 
 
+WARM_UP_AFTER = 0.02  # seconds idle before the helper works ahead (see _prefork_main)
+
+
 def _prefork_main(sock) -> None:
-    """The preforked helper: one request (with the container's stdio), one reply line."""
+    """The preforked helper: one request (with the container's stdio), one reply line.
+
+    Idle for `WARM_UP_AFTER` (the spare that forked us was itself just forked, most likely
+    during another start: not on its path), at the lowest priority (other starts come
+    first), it forks the container's init ahead of need
+    (`dockyard.runtime.preinit.PreInit`: the runtime library's create makes it the init when
+    the container fits, else it is discarded; it dies with us), then runs ahead what that
+    create runs the first time in a process (`dockyard.runtime.container.warm_up`)."""
+    import select
     import socket
 
     reply: dict = {}
+    preinit = None
     try:
+        if not select.select([sock], [], [], WARM_UP_AFTER)[0]:
+            from dockyard.runtime.preinit import at_lowest_priority
+
+            try:
+                preinit = at_lowest_priority(_work_ahead, os.getpriority(os.PRIO_PROCESS, 0))
+            except OSError:  # our priority could not be set back: we go on as we are
+                pass
         decoder = P.LineDecoder()
         data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4)
         msg = decoder.next(data) if data else None
@@ -144,20 +167,41 @@ def _prefork_main(sock) -> None:
             data = sock.recv(4096)
             msg = decoder.next(data) if data else None
         if msg is None:  # discarded (or its monitor died): nothing to do
+            if preinit is not None:
+                preinit.discard()
             os._exit(0)
         req = P.SpawnRequest.from_json(msg["request"])
         if len(fds) != 3 + req.config_follows:
             raise InvalidArgument(f"expected {3 + req.config_follows} descriptors, got {len(fds)}")
         os.chdir(req.state_dir)  # where the monitor is: the console socket's name is relative
         go = Go(fds[3], str(msg.get("early") or "").encode("latin-1")) if req.config_follows else None
-        reply = start_container(req, tuple(fds[:3]), msg.get("console"), go)
+        reply = start_container(req, tuple(fds[:3]), msg.get("console"), go, preinit)
     except BaseException as exc:
         reply = P.error_reply(exc)
     finally:
         try:
             sock.sendall(P.encode(reply))
         finally:
-            os._exit(0)
+            try:
+                if preinit is not None:
+                    preinit.discard()  # unless it is the container's init now
+            finally:
+                os._exit(0)
+
+
+def _work_ahead(priority: int):
+    """While idle (at the lowest priority): a pre-made init, which waits at ``priority``
+    (None when it cannot be made here), then the warm-up (after the fork: what we write
+    from now on is not shared with it)."""
+    from dockyard.runtime.container import warm_up
+    from dockyard.runtime.preinit import PreInit
+
+    try:
+        preinit = PreInit(priority=priority)
+    except OSError:
+        preinit = None
+    warm_up()
+    return preinit
 
 
 # -- runtimes -----------------------------------------------------------------------------------
@@ -170,10 +214,14 @@ class LibraryRuntime:
 
         self.rt = Runtime(root)
 
-    def create(self, cid: str, bundle: str, console: str | None) -> int:
+    def create(self, cid: str, bundle: str, console: str | None,
+               config: tuple[dict, str] | None = None, preinit=None) -> int:
+        """``config``: config.json as the caller read it (object, text), not read again;
+        ``preinit``: a pre-made init (`Runtime.create`)."""
         # the init connects to the console socket by the name we give: relative to our
         # working directory, the state directory, so that it fits in sun_path
-        return self.rt.create(cid, bundle, console_socket=console and os.path.basename(console))
+        return self.rt.create(cid, bundle, console_socket=console and os.path.basename(console),
+                              config=config, preinit=preinit)
 
     def start(self, cid: str) -> None:
         self.rt.start(cid)
@@ -236,7 +284,8 @@ class ExternalRuntime:
                 return str(entry.get("msg", ""))
         return ""
 
-    def create(self, cid: str, bundle: str, console: str | None) -> int:
+    def create(self, cid: str, bundle: str, console: str | None,
+               config: tuple[dict, str] | None = None, preinit=None) -> int:
         _unlink(self.log_path)  # its last error must be this run's
         extra = ["--console-socket", console] if console else []
         self.run("create", "--bundle", bundle, "--pid-file", self.pid_file, *extra, cid,
@@ -291,12 +340,13 @@ def runtime_for(req: P.SpawnRequest):
 # -- sequences (each runs in a child: see in_child) ---------------------------------------------
 
 def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: str | None,
-                    go: Go | None = None) -> dict:
+                    go: Go | None = None, preinit=None) -> dict:
     """Mount the root filesystem, create the container with ``stdio``, start it unless
     ``req.start`` is False. ``{"ok", "pid", "oom_kills"}``, or an error reply with its
     ``start_kind``; a failure leaves nothing mounted or created. ``go``: with
     ``req.config_follows``, where the daemon says when config.json is there (awaited after
-    the mount, which does not need it)."""
+    the mount, which does not need it). ``preinit``: a pre-made init for the runtime library
+    (the caller discards it afterwards)."""
     _signal.signal(_SIGPIPE, _signal.SIG_DFL)
     _signal.signal(_SIGXFSZ, _signal.SIG_DFL)
     for target, fd in enumerate(stdio):
@@ -310,10 +360,10 @@ def start_container(req: P.SpawnRequest, stdio: tuple[int, int, int], console: s
             mounted = True
         if go is not None:
             await_go(go)
-        config = read_config(req.bundle)
+        config, config_text = read_config_text(req.bundle)
         cmd = ((config.get("process") or {}).get("args") or [""])[0]
         rt = runtime_for(req)
-        pid = rt.create(req.container_id, req.bundle, console)
+        pid = rt.create(req.container_id, req.bundle, console, (config, config_text), preinit)
         created = True
         linux = config.get("linux") or {}
         ooms = oom_kills(linux.get("cgroupsPath"), req.container_id)
@@ -469,15 +519,23 @@ def _undo(rt, req: P.SpawnRequest, mounted: bool) -> None:
 # -- pieces -------------------------------------------------------------------------------------
 
 def read_config(bundle: str) -> dict:
+    return read_config_text(bundle)[0]
+
+
+def read_config_text(bundle: str) -> tuple[dict, str]:
+    """config.json decoded, and its text (which the runtime library keeps in its state, so
+    that it need not read and decode the file again)."""
+    from dockyard.runtime.state import read_all
+
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            config = jsonfast.loads(f.read())
+        text = read_all(path).decode("utf-8-sig")
+        config = jsonfast.loads(text)
     except (OSError, ValueError) as exc:
         raise InvalidArgument(f"config.json: {path}: {exc}") from None
     if not isinstance(config, dict):
         raise InvalidArgument(f"config.json: {path}: not a JSON object")
-    return config
+    return config, text
 
 
 def oom_kills(cgroups_path: str | None, cid: str) -> int:
