@@ -133,3 +133,21 @@ def test_a_daemon_killed_while_a_monitor_waits_leaves_nothing_of_it(daemon):
     assert _until(lambda: not _waiting(daemon, cid) and not _mounted(cid))
     daemon.start()
     assert daemon.docker("start", "-a", cid).stdout == "again\n"
+
+
+def test_concurrent_runs_beyond_the_warm_pool_all_start(daemon):
+    """50 starts at once, more than warm namespaces (network/pool.py keeps two): a start takes
+    its warm namespace on the loop before setting up there, and one that finds none makes
+    its own in a worker thread. (It checked, then took: a worker thread's start could take the
+    namespace in between, and the setup then ran pyroute2 on the loop: "this event loop is
+    already running".)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(i: int):
+        return daemon.docker("run", "-d", "--name", f"burst{i}", "busybox", "true", check=False)
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(run, range(50)))
+    failed = [r.stderr for r in results if r.returncode != 0]
+    assert failed == []
+    daemon.docker("rm", "-f", *[f"burst{i}" for i in range(50)])

@@ -161,17 +161,22 @@ class NetworkService:
         paths = self.namespace_paths(c)
         if "network" in paths:
             await asyncio.to_thread(self._share_files, c)
-        if warm is not None or self.manager.quick_setup(c.id, c.host_config, c.config):
+        quick = self.manager.bookkeeping_only(c.id, c.host_config, c.config)
+        if warm is None and quick:
+            warm = self.manager.reserve_warm(c.id, c.host_config, c.config)  # or the pool is empty
+        if warm is not None and quick:  # on the loop: no thread trip for it
             try:
-                made = self.manager.setup(c.id, c.name, c.host_config, c.config, warm)  # no thread
-            except BaseException:
+                made = self.manager.setup(c.id, c.name, c.host_config, c.config, warm, undo=False)
+            except BaseException:  # undone in a thread (netlink cannot run on the loop)
                 sb = self.manager.sandboxes.get(c.id) or {}
-                if warm is not None and sb.get("netns") != warm["netns"]:
+                if sb.get("netns") == warm["netns"]:
+                    await asyncio.to_thread(self.manager.teardown, c.id)
+                else:
                     self.discard_warm(warm)  # failed before the sandbox took it
                 raise
         else:
             made = await asyncio.to_thread(self.manager.setup, c.id, c.name, c.host_config,
-                                           c.config)
+                                           c.config, warm)
         self._generations[c.id] = made["gen"]
         try:
             await self._start_dns(c)

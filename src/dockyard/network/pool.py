@@ -36,10 +36,6 @@ class WarmPool:
                     return self._entries.pop(i)
         return None
 
-    def has(self, bridge: str) -> bool:
-        with self._lock:
-            return any(entry["bridge"] == bridge for entry in self._entries)
-
     def fill(self, bridge: str) -> None:
         """Make entries for ``bridge`` until there are ``size`` (one filler at a time)."""
         if not self._filling.acquire(blocking=False):

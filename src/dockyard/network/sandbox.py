@@ -145,12 +145,14 @@ class SandboxMixin:
     # -- start and exit ----------------------------------------------------------------------
 
     def setup(self, cid: str, name: str, host_config: Mapping, config: Mapping,
-              warm: dict | None = None) -> dict:
+              warm: dict | None = None, undo: bool = True) -> dict:
         """Make the sandbox of a starting container: its namespace (``netns``, None for host
         and container: modes), its endpoints' interfaces and addresses, its published ports.
         All or nothing. What can wait until the container's process starts (the address
         inside a warm namespace) is returned as ``deferred``, for `finish`. ``warm``: the
-        warm sandbox `reserve_warm` gave for it (it is the sandbox's now, whatever happens)."""
+        warm sandbox `reserve_warm` gave for it (it is the sandbox's now, whatever happens).
+        ``undo`` False: a failure leaves its teardown to the caller (which calls this where
+        netlink cannot run: `bookkeeping_only`)."""
         with self._lock:
             sb = self.sandboxes.get(cid)
             if sb is None:
@@ -173,7 +175,8 @@ class SandboxMixin:
             try:
                 self._make(cid, sb, host_config, config, deferred, warm)
             except BaseException:
-                self.teardown(cid)
+                if undo:
+                    self.teardown(cid)
                 raise
             self.on_change()
             return {"netns": sb["netns"], "ips": self.addresses(cid), "gen": sb["gen"],
@@ -224,9 +227,10 @@ class SandboxMixin:
 
     def reserve_warm(self, cid: str, host_config: Mapping, config: Mapping) -> dict | None:
         """A warm sandbox taken ahead for ``cid``'s next `setup` (``warm``), when that setup
-        would take one (see `quick_setup`); its path is the container's namespace from now
-        on. Given back to no one: `setup` makes it the sandbox's, `discard_warm` removes it."""
-        if not self.quick_setup(cid, host_config, config):
+        would take one and be `bookkeeping_only` with it (None: not, or the pool is empty);
+        its path is the container's namespace from now on. Given back to no one: `setup`
+        makes it the sandbox's, `discard_warm` removes it."""
+        if not self.bookkeeping_only(cid, host_config, config):
             return None
         return self._take_warm(self.sandboxes[cid])
 
@@ -238,13 +242,13 @@ class SandboxMixin:
         remove_netns(warm["netns"])
         delete_link(warm["host_veth"])
 
-    def quick_setup(self, cid: str, host_config: Mapping, config: Mapping) -> bool:
-        """Whether `setup` would be bookkeeping only (a warm sandbox there to take, no port
-        to publish): no netlink, no firewall, nothing that blocks for long."""
+    def bookkeeping_only(self, cid: str, host_config: Mapping, config: Mapping) -> bool:
+        """Whether `setup` with a warm sandbox (``warm``) is bookkeeping only: no netlink,
+        no firewall, nothing that blocks for long (the container on the default bridge
+        alone, no port to publish, nothing of a last run to undo first)."""
         sb = self.sandboxes.get(cid)
-        net = self._warm_network(sb) if sb is not None and not sb.get("netns") else None
-        return (net is not None and self.pool.has(drivers.bridge_name(net))
-                and not plan_bindings(host_config, config))
+        return (sb is not None and not sb.get("netns") and not self.addresses(cid)
+                and self._warm_network(sb) is not None and not plan_bindings(host_config, config))
 
     def _warm_network(self, sb: dict) -> dict | None:
         """The default bridge, if ``sb`` can take a warm sandbox of it (on it alone)."""
