@@ -151,3 +151,17 @@ def test_concurrent_runs_beyond_the_warm_pool_all_start(daemon):
     failed = [r.stderr for r in results if r.returncode != 0]
     assert failed == []
     daemon.docker("rm", "-f", *[f"burst{i}" for i in range(50)])
+
+
+def test_a_network_connected_after_the_create_reaches_the_start(daemon):
+    """Created ahead in a warm namespace of the default bridge; connected to another network
+    since: that container is withdrawn and the start makes the sandbox both networks want."""
+    cid = _create(daemon, "busybox", "sh", "-c", "ip -4 -o addr show | grep -c ' eth'")
+    assert _until(lambda: bool(_cgroups(cid)))
+    daemon.docker("network", "create", "later")
+    try:
+        daemon.docker("network", "connect", "later", cid)
+        assert daemon.docker("start", "-a", cid).stdout.strip() == "2"  # eth0 and eth1
+        daemon.docker("rm", cid)
+    finally:
+        daemon.docker("network", "rm", "later")

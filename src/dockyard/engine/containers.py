@@ -252,6 +252,14 @@ class ContainerService(ContainerOpsMixin):
 
         spawn.create_ahead(write_ahead)
 
+    def _still_fits(self, c: Container, spawn) -> bool:
+        """Whether the container created ahead with ``spawn`` is still the one to start: no
+        `docker update` since, and its network still the default bridge alone with no port
+        to publish (not after a `docker network connect`), as when its namespace was
+        reserved."""
+        return (spawn.data.get("inputs") == orjson.dumps([c.config, c.host_config])
+                and self.engine.networks.manager.bookkeeping_only(c.id, c.host_config, c.config))
+
     def _discard_reserved(self, spawn) -> None:
         """What a speculation created ahead reserved and no start took: its namespace."""
         warm = spawn.data.pop("warm", None)
@@ -387,9 +395,8 @@ class ContainerService(ContainerOpsMixin):
 
         bundle = os.path.join(self.exec_dir, c.id)
         spawn = await self.speculations.take(c.id, self._spawn_fields(c))
-        if (spawn is not None and spawn.ahead is not None
-                and spawn.data.get("inputs") != orjson.dumps([c.config, c.host_config])):
-            await spawn.withdraw()  # created ahead with what `docker update` changed since
+        if spawn is not None and spawn.ahead is not None and not self._still_fits(c, spawn):
+            await spawn.withdraw()
             spawn = None
         await self._torn_down(c)
         started = False
