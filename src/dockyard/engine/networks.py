@@ -264,10 +264,11 @@ class NetworkService:
         await self.proxies.stop(c.id)
         sb = self.manager.sandboxes.get(c.id)
         was = [n for n, ep in (sb or {}).get("endpoints", {}).items() if ep.get("EndpointID")]
-        if exited:  # a bookkeeping step and an unpin (the rest is reaped): no thread for it
+        if exited and self.manager.teardown_is_bookkeeping(c.id):
+            # records and an unpin (the rest is reaped): no thread for it
             pending = self.manager.teardown(c.id, defer=True, gen=gen)
         else:
-            pending = await asyncio.to_thread(self.manager.teardown, c.id, gen=gen)
+            pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited, gen=gen)
         if pending is not None:
             self._background(lambda: self.manager.reap(pending))
         for nid in was:

@@ -234,6 +234,17 @@ class SandboxMixin:
             return None
         return self._take_warm(self.sandboxes[cid])
 
+    def teardown_is_bookkeeping(self, cid: str) -> bool:
+        """Whether an exited container's `teardown` (``defer``) is bookkeeping only: every
+        endpoint with an address is on a bridge (its veth is left to `reap`), so no netlink
+        runs in it (a macvlan's leave does)."""
+        sb = self.sandboxes.get(cid)
+        for nid, ep in (sb or {}).get("endpoints", {}).items():
+            net = self.networks.get(nid)
+            if ep.get("IPAddress") and net is not None and net["Driver"] != "bridge":
+                return False
+        return True
+
     def discard_warm(self, warm: dict) -> None:
         """A reserved warm sandbox no setup took: its namespace and veth removed (blocking)."""
         from dockyard.linux.netns import remove_netns
