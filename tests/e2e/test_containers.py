@@ -12,6 +12,7 @@ import docker
 import pytest
 
 from dockyard.testing.daemon import DockyardDaemon
+from dockyard.testing.probe import memory_limit
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
@@ -76,7 +77,7 @@ def test_detached_lifecycle(daemon):
     dk(daemon, "update", "--memory", "64m", "--memory-swap", "128m", "life2")
     assert dk(daemon, "inspect", "-f", "{{.HostConfig.Memory}}", "life2").stdout.strip() == str(64 << 20)
     pid = dk(daemon, "inspect", "-f", "{{.State.Pid}}", "life2").stdout.strip()
-    assert _memory_limit(pid) == 64 << 20  # the kernel has it, not only the record
+    assert memory_limit(pid) == 64 << 20  # the kernel has it, not only the record
     dk(daemon, "update", "--pids-limit", "50", "life2")  # the CLI sends zeros for the rest
     assert dk(daemon, "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
               "life2").stdout.split() == [str(64 << 20), "50"]
@@ -92,19 +93,9 @@ def test_update_reaches_a_container_run_by_runc(daemon):
     try:
         dk(daemon, "update", "--memory", "48m", "--memory-swap", "96m", "byrunc")
         pid = dk(daemon, "inspect", "-f", "{{.State.Pid}}", "byrunc").stdout.strip()
-        assert _memory_limit(pid) == 48 << 20
+        assert memory_limit(pid) == 48 << 20
     finally:
         dk(daemon, "rm", "-f", "byrunc")
-
-
-def _memory_limit(pid: str) -> int:
-    with open(f"/proc/{pid}/cgroup") as f:
-        lines = dict(ln.strip().split(":", 2)[1:] for ln in f if ln.count(":") >= 2)
-    if "memory" in lines:
-        with open(f"/sys/fs/cgroup/memory{lines['memory']}/memory.limit_in_bytes") as f:
-            return int(f.read())
-    with open(f"/sys/fs/cgroup{lines['']}/memory.max") as f:
-        return int(f.read())
 
 
 def test_errors_have_dockers_codes(daemon):

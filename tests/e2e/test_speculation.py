@@ -13,6 +13,8 @@ import pytest
 
 from dockyard.engine.speculation import TIMEOUT_S
 from dockyard.testing.daemon import DockyardDaemon
+from dockyard.testing.probe import memory_limit
+from dockyard.testing.runtimectl import wait_for
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
@@ -33,15 +35,6 @@ def _mounted(cid: str) -> bool:
     return cid in Path("/proc/self/mountinfo").read_text()
 
 
-def _until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def _cgroups(cid: str) -> list[str]:
     """Cgroup directories of ``cid`` (a container created ahead has them)."""
     return glob.glob(f"/sys/fs/cgroup/*/{cid}") + glob.glob(f"/sys/fs/cgroup/*/*/{cid}")
@@ -55,47 +48,37 @@ def _create(d, *args: str) -> str:
     return d.docker("create", *args).stdout.strip()
 
 
-def _memory_limit(pid: str) -> int:
-    with open(f"/proc/{pid}/cgroup") as f:
-        lines = dict(ln.strip().split(":", 2)[1:] for ln in f if ln.count(":") >= 2)
-    if "memory" in lines:
-        with open(f"/sys/fs/cgroup/memory{lines['memory']}/memory.limit_in_bytes") as f:
-            return int(f.read())
-    with open(f"/sys/fs/cgroup{lines['']}/memory.max") as f:
-        return int(f.read())
-
-
 def test_a_created_container_shows_nothing_of_its_waiting_monitor(daemon):
     cid = _create(daemon, "busybox", "echo", "hello")
-    assert _until(lambda: _waiting(daemon, cid) and _mounted(cid))
-    assert _until(lambda: bool(_cgroups(cid)))  # created ahead by the runtime, not started
+    wait_for(lambda: _waiting(daemon, cid) and _mounted(cid))
+    wait_for(lambda: bool(_cgroups(cid)))  # created ahead by the runtime, not started
     state = daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}} "
                           "[{{.NetworkSettings.IPAddress}}]", cid).stdout.split()
     assert state == ["created", "0", "[]"]
     assert daemon.docker("start", "-a", cid).stdout == "hello\n"
     assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", cid).stdout.strip() == "0"
     daemon.docker("rm", cid)
-    assert _until(lambda: not _mounted(cid))
+    wait_for(lambda: not _mounted(cid))
 
 
 def test_a_removal_a_copy_and_the_timeout_withdraw_it(daemon, tmp_path):
     removed = _create(daemon, "busybox", "true")
-    assert _until(lambda: _waiting(daemon, removed) and bool(_cgroups(removed)))
+    wait_for(lambda: _waiting(daemon, removed) and bool(_cgroups(removed)))
     daemon.docker("rm", removed)
     assert not _waiting(daemon, removed) and not _mounted(removed) and not _cgroups(removed)
     assert not (daemon.exec_root / "containers" / removed).exists()
     # its reserved network namespace is gone too: only the pool's (network/pool.py) are left
-    assert _until(lambda: len(_warm_namespaces(daemon)) <= 2)
+    wait_for(lambda: len(_warm_namespaces(daemon)) <= 2)
 
     copied = _create(daemon, "busybox", "cat", "/copied.txt")
-    assert _until(lambda: _waiting(daemon, copied))
+    wait_for(lambda: _waiting(daemon, copied))
     (tmp_path / "copied.txt").write_text("through docker cp\n")
     daemon.docker("cp", str(tmp_path / "copied.txt"), f"{copied}:/copied.txt")
     assert daemon.docker("start", "-a", copied).stdout == "through docker cp\n"
 
     late = _create(daemon, "busybox", "echo", "late")
-    assert _until(lambda: _waiting(daemon, late))
-    assert _until(lambda: not _waiting(daemon, late) and not _mounted(late)
+    wait_for(lambda: _waiting(daemon, late))
+    wait_for(lambda: not _waiting(daemon, late) and not _mounted(late)
                   and not _cgroups(late), TIMEOUT_S + 5)
     assert daemon.docker("start", "-a", late).stdout == "late\n"
 
@@ -113,7 +96,7 @@ def test_a_start_after_a_rename_or_an_update_gets_what_they_changed(daemon):
     daemon.docker("start", cid)
     try:
         pid = daemon.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
-        assert _memory_limit(pid) == 96 << 20
+        assert memory_limit(pid) == 96 << 20
     finally:
         daemon.docker("rm", "-f", cid)
 
@@ -128,9 +111,9 @@ def test_a_burst_of_creates_takes_at_most_the_limit(daemon):
 
 def test_a_daemon_killed_while_a_monitor_waits_leaves_nothing_of_it(daemon):
     cid = _create(daemon, "busybox", "echo", "again")
-    assert _until(lambda: _waiting(daemon, cid) and _mounted(cid))
+    wait_for(lambda: _waiting(daemon, cid) and _mounted(cid))
     daemon.kill(signal.SIGKILL)  # the spawn connection closes: the monitor withdraws
-    assert _until(lambda: not _waiting(daemon, cid) and not _mounted(cid))
+    wait_for(lambda: not _waiting(daemon, cid) and not _mounted(cid))
     daemon.start()
     assert daemon.docker("start", "-a", cid).stdout == "again\n"
 
@@ -157,7 +140,7 @@ def test_a_network_connected_after_the_create_reaches_the_start(daemon):
     """Created ahead in a warm namespace of the default bridge; connected to another network
     since: that container is withdrawn and the start makes the sandbox both networks want."""
     cid = _create(daemon, "busybox", "sh", "-c", "ip -4 -o addr show | grep -c ' eth'")
-    assert _until(lambda: bool(_cgroups(cid)))
+    wait_for(lambda: bool(_cgroups(cid)))
     daemon.docker("network", "create", "later")
     try:
         daemon.docker("network", "connect", "later", cid)

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.engine.monitor import MonitorClient, SpawnRequest, StartError, StartKind, Status
+from dockyard.engine.monitor import MonitorClient, SpawnRequest, StartError, StartKind
 from dockyard.engine.monitor import jsonlog, protocol as P
 from dockyard.errdefs import Conflict
 from dockyard.runtime.container import Runtime
-from dockyard.testing.runtimectl import alive, cgroup_dirs, host_mounts, kill_and_remove, wait_text
+from dockyard.testing.runtimectl import (alive, cgroup_dirs, host_mounts, kill_and_remove, wait_for,
+                                          wait_text)
 from dockyard.testing.rootfs import make_bundle
 
 pytestmark = [pytest.mark.requires("busybox"), pytest.mark.timeout(60)]
@@ -581,15 +582,6 @@ def _children(pid: int) -> set[int]:
         return set()
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_the_factory_keeps_spares_and_reaps_its_monitors(monitors):
     """Spawns are answered by forked spares (the factory forks a replacement for each);
     monitors are the factory's children, reaped when they end: no zombie stays."""
@@ -602,9 +594,9 @@ def test_the_factory_keeps_spares_and_reaps_its_monitors(monitors):
     factory = monitors.client.factory_pid()
     assert factory and factory > 1
     assert monitors.wait_monitors_gone() == []
-    assert _wait_for(lambda: all(h.monitor_pid not in _children(factory) for h in handles))
+    wait_for(lambda: all(h.monitor_pid not in _children(factory) for h in handles))
     # factory.SPARES idle children, nothing else (a replacement comes REPLACE_AFTER_S late)
-    assert _wait_for(lambda: len(_children(factory)) == 2)
+    wait_for(lambda: len(_children(factory)) == 2)
     spares = _children(factory)
     for pid in spares:
         with open(f"/proc/{pid}/status") as f:
@@ -615,18 +607,18 @@ def test_spares_die_with_a_killed_factory_and_leave_with_an_exiting_one(monitors
     run(monitors.client.ensure_factory())
     factory = monitors.client.factory_pid()
     assert factory and factory > 1
-    assert _wait_for(lambda: len(_children(factory)) == 2)
+    wait_for(lambda: len(_children(factory)) == 2)
     spares = _children(factory)
     os.kill(factory, signal.SIGKILL)
-    assert _wait_for(lambda: not any(alive(p) for p in spares))  # PDEATHSIG
+    wait_for(lambda: not any(alive(p) for p in spares))  # PDEATHSIG
 
     run(monitors.client.ensure_factory())  # a new one; then asked to exit
     factory = monitors.client.factory_pid()
     assert factory and factory > 1
-    assert _wait_for(lambda: len(_children(factory)) == 2)
+    wait_for(lambda: len(_children(factory)) == 2)
     spares = _children(factory)
     run(monitors.client.stop_factory())
-    assert _wait_for(lambda: not alive(factory) and not any(alive(p) for p in spares))
+    wait_for(lambda: not alive(factory) and not any(alive(p) for p in spares))
 
 
 def test_starting_a_created_container_whose_init_died_is_refused(monitors):
@@ -639,7 +631,7 @@ def test_starting_a_created_container_whose_init_died_is_refused(monitors):
         assert handle.status == P.Status.CREATED
         assert handle.pid > 1
         os.kill(handle.pid, signal.SIGKILL)
-        assert _wait_for(lambda: not alive(handle.pid))  # kill(2) returns before the exit
+        wait_for(lambda: not alive(handle.pid))  # kill(2) returns before the exit
         # StartError when the start reaches the fifo first, Conflict once the monitor has
         # seen the exit: never a start that succeeds
         with pytest.raises((StartError, Conflict)):

@@ -394,7 +394,9 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.snapshot.mounts import NeedsMount
 
         bundle = os.path.join(self.exec_dir, c.id)
-        spawn = await self.speculations.take(c.id, self._spawn_fields(c))
+        mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
+        fields = self._spawn_fields(c, mounts)
+        spawn = await self.speculations.take(c.id, fields)
         if spawn is not None and spawn.ahead is not None and not self._still_fits(c, spawn):
             await spawn.withdraw()
             spawn = None
@@ -402,7 +404,7 @@ class ContainerService(ContainerOpsMixin):
         started = False
         if not has_volumes(c):  # a volume's copy-up needs the rootfs mounted here
             try:
-                await self._start_overlapped(c, bundle, spawn)
+                await self._start_overlapped(c, bundle, mounts, fields, spawn)
                 started = True
             except NeedsMount:  # only the kernel can resolve /etc/passwd: the slow way
                 log.debug("starting %s with its rootfs mounted by the daemon", c.id)
@@ -417,15 +419,15 @@ class ContainerService(ContainerOpsMixin):
         self._emit(c, "start")
         self._spawn_task(self._watch(c, handle))
 
-    async def _start_overlapped(self, c: Container, bundle: str, spawn=None) -> None:
+    async def _start_overlapped(self, c: Container, bundle: str, mounts: list, fields: dict,
+                                spawn=None) -> None:
         """The monitor is asked for first (or was, at create: ``spawn``); while it gets ready
         (and its helper mounts the rootfs), the network is set up and config.json written,
         /etc/passwd and /etc/group read from the layers without a mount (NeedsMount when that
-        cannot be done: the monitor's start is withdrawn and the network undone)."""
-        if spawn is None:
-            mounts = self._bundle_mounts(c, bundle)
-        else:  # the speculation's helper has mounted the rootfs: no leftover to undo
-            mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
+        cannot be done: the monitor's start is withdrawn and the network undone). ``mounts``,
+        ``fields``: the snapshot's mounts and the spawn request made of them."""
+        if spawn is None:  # (else the speculation's helper has mounted the rootfs)
+            self._ready_bundle(bundle)
         network: list = []
 
         async def prepare() -> None:
@@ -444,8 +446,7 @@ class ContainerService(ContainerOpsMixin):
                                         without_mount=True)
 
         try:
-            await self._spawn_and_start(c, self._spawn_fields(c, mounts), network, prepare,
-                                        spawn)
+            await self._spawn_and_start(c, fields, network, prepare, spawn)
         except BaseException:
             await self.engine.networks.teardown(c)
             raise
@@ -582,12 +583,15 @@ class ContainerService(ContainerOpsMixin):
         return fut, connected
 
     def _bundle_mounts(self, c: Container, bundle: str) -> list:
-        """The snapshot's mounts, the bundle's rootfs directory there (made at create: no
-        write unless the exec root was emptied since) and nothing mounted on it (a leftover
-        from a crash)."""
+        """The snapshot's mounts, with the bundle ready for them (`_ready_bundle`)."""
+        self._ready_bundle(bundle)
+        return self.engine.images.snapshots.mounts(c.snapshot_key)
+
+    def _ready_bundle(self, bundle: str) -> None:
+        """The bundle's rootfs directory there (made at create: no write unless the exec
+        root was emptied since) and nothing mounted on it (a leftover from a crash)."""
         os.makedirs(os.path.join(bundle, "rootfs"), mode=0o711, exist_ok=True)
         self._unmount_rootfs(bundle)
-        return self.engine.images.snapshots.mounts(c.snapshot_key)
 
     async def _speculated_spec(self, c: Container, spawn, netns: str | None) -> dict | None:
         """The config.json computed with ``spawn`` (`_speculate`) with the namespace's path

@@ -56,6 +56,18 @@ def proc_status(pid: int | str) -> dict[str, str]:
         return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
 
 
+def memory_limit(pid: int | str) -> int:
+    """The memory limit of a process's cgroup, in bytes (cgroup v1's memory controller, or
+    v2's unified hierarchy)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = dict(ln.strip().split(":", 2)[1:] for ln in f if ln.count(":") >= 2)
+    if "memory" in lines:
+        with open(f"/sys/fs/cgroup/memory{lines['memory']}/memory.limit_in_bytes") as f:
+            return int(f.read())
+    with open(f"/sys/fs/cgroup{lines['']}/memory.max") as f:
+        return int(f.read())
+
+
 def ns_link(pid: int | str, kind: str) -> str:
     """The namespace link (``net:[4026531840]``) of a process."""
     return os.readlink(f"/proc/{pid}/ns/{kind}")

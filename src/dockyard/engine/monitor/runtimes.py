@@ -69,9 +69,10 @@ def in_child(fn, *args) -> dict:
 
 class Prefork:
     """A helper forked ahead of need (by an idle spare of the factory, before any request),
-    waiting for one `start_container` call: the spawn's path pays no fork for it. Its reply
-    is one line, read without waiting for its exit; the caller reaps it (`reap`) once the
-    daemon has heard. Closing the connection unused (`discard`) ends it."""
+    waiting for one request (`send`, which runs `start_container` there, then `receive`): the
+    spawn's path pays no fork for it. Its reply is one line, read without waiting for its
+    exit; the caller reaps it (`reap`) once the daemon has heard. Closing the connection
+    unused (`discard`) ends it."""
 
     def __init__(self) -> None:
         import socket
@@ -83,11 +84,6 @@ class Prefork:
             _prefork_main(theirs)
         theirs.close()
         self.sock, self.pid = ours, pid
-
-    def start_container(self, req: P.SpawnRequest, stdio: tuple[int, int, int],
-                        console: str | None, go: Go | None = None) -> dict:
-        self.send(req, stdio, console, go)
-        return self.receive()
 
     def send(self, req: P.SpawnRequest, stdio: tuple[int, int, int], console: str | None,
              go: Go | None = None) -> None:
