@@ -220,7 +220,9 @@ def test_published_tcp_and_udp_ports(daemon):
             args = ["exec", "pub"] if who else ["run", "--rm", "busybox"]
             res = dk(daemon, *args, "timeout", "5", "wget", "-qO-", f"http://{gateway}:18480/")
             assert "hello from the container" in res.stdout, who
-        # a port already taken: a clear error, nothing left behind
+        # a port already taken: a clear error, nothing left behind. The neighbour's veth goes
+        # with its namespace just after its --rm answer, so wait for it before counting.
+        assert wait_for(lambda: not {n for n in host_links(daemon) if n.startswith("veth")})
         before = host_links(daemon)
         res = dk(daemon, "run", "-d", "--name", "clash", "-p", "18480:80", "busybox", *HTTPD,
                  check=False)
