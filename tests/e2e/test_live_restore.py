@@ -168,5 +168,9 @@ def test_a_run_rm_container_that_exits_while_the_daemon_is_down_is_removed_at_re
     while cid in daemon.docker("ps", "-aq", "--no-trunc").stdout and time.time() < deadline:
         time.sleep(0.05)
     assert cid not in daemon.docker("ps", "-aq", "--no-trunc").stdout
+    # the bundle and the rootfs mount go just after the removal (_delete_later)
+    while ((daemon.exec_root / "containers" / cid).exists() or _mounted(cid)) \
+            and time.time() < deadline:
+        time.sleep(0.05)
     assert not (daemon.exec_root / "containers" / cid).exists()
     assert not _mounted(cid)

@@ -917,7 +917,7 @@ class ContainerService(ContainerOpsMixin):
         c = self.get(ref)
         new = check_name(new_name)
         if new == c.name:
-            raise InvalidArgument(f"Renaming a container with the same name as its current name")
+            raise InvalidArgument("Renaming a container with the same name as its current name")
         old = c.name
         self.store.rename(c, new)
         await self.engine.networks.rename(c)
