@@ -261,8 +261,8 @@ def test_host_none_and_container_modes(daemon):
         assert ip in res.stdout and "hello from the container" in res.stdout
         assert "\nholder\n" in res.stdout and f"{ip}\tholder" in res.stdout  # holder's files
         assert "httpd" in res.stdout  # the pid namespace is shared too
-        res = dk(daemon, "create", "--ipc", "container:holder", "busybox", check=False)
-        assert res.returncode != 0 and "not supported" in res.stderr
+        res = dk(daemon, "run", "--rm", "--ipc", "container:holder", "busybox", check=False)
+        assert res.returncode == 125 and "non-shareable IPC" in res.stderr  # (test_ipc.py)
         res = dk(daemon, "run", "--rm", "--hostname", "h1", "--dns", "10.9.9.9", "--dns-search",
                  "example.test", "--add-host", "extra:10.1.2.3", "--add-host", "gw:host-gateway",
                  "busybox", "sh", "-c", "hostname; cat /etc/resolv.conf /etc/hosts")

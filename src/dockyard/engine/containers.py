@@ -20,7 +20,7 @@ import time
 import orjson
 
 from dockyard.errdefs import Conflict, InvalidArgument, NotFound, NotModified, System
-from dockyard.engine import logdrivers
+from dockyard.engine import ipc, logdrivers
 from dockyard.engine import names as cnames
 from dockyard.engine.container import (CREATED, DEAD, EXITED, REMOVING, Container, check_name,
                                        parse_rfc3339)
@@ -119,6 +119,10 @@ class ContainerService(ContainerOpsMixin):
         if handle is not None and not await handle.cleaned():
             log.warning("the monitor of %s did not finish its teardown in time", c.id)
 
+    def container_dir(self, c: Container) -> str:
+        """Its directory in the data root (hostname, hosts, resolv.conf, mounts/shm)."""
+        return os.path.join(self.data_dir, c.id)
+
     def _lock(self, c: Container) -> asyncio.Lock:
         return self._locks.setdefault(c.id, asyncio.Lock())
 
@@ -146,7 +150,12 @@ class ContainerService(ContainerOpsMixin):
 
         ocispec.validate_host_config(host_config, config)
         logdrivers.validate(host_config.get("LogConfig"))
-        _refuse_unsupported_modes(host_config)
+        donor = ipc.donor_ref(host_config)
+        if donor is not None:  # as dockerd: checked at create (400), joined at each start
+            try:
+                self.get(donor)
+            except NotFound as exc:
+                raise InvalidArgument(str(exc)) from None
         endpoints = self.engine.networks.plan(host_config, body.get("NetworkingConfig"))
         RestartPolicy.parse(host_config.get("RestartPolicy"), host_config.get("AutoRemove", False))
         runtime = self.engine.config.runtime_path(host_config.get("Runtime") or None)
@@ -233,7 +242,7 @@ class ContainerService(ContainerOpsMixin):
             if connection is not None:
                 await _close_connection(connection)
             return
-        if not _netns_of_its_own(c.host_config):
+        if not _netns_of_its_own(c.host_config) or ipc.engine_managed(c.host_config):
             return
         # config.json: complete with a warm network namespace taken now, and then the
         # runtime creates the container ahead too; else but for the namespace's path
@@ -286,7 +295,7 @@ class ContainerService(ContainerOpsMixin):
 
         top = self.engine.images.unpack(image.id)
         self.engine.images.snapshots.prepare(c.snapshot_key, top)
-        cdir = os.path.join(self.data_dir, c.id)
+        cdir = self.container_dir(c)
         os.makedirs(cdir, mode=0o710)
         # the bundle's rootfs directory and the monitor's, here rather than on the start's path
         os.makedirs(os.path.join(self.exec_dir, c.id, "rootfs"), mode=0o711)
@@ -337,6 +346,10 @@ class ContainerService(ContainerOpsMixin):
                 unmount_all(os.path.join(bundle, "rootfs"))
             except Exception:  # noqa: BLE001 - best effort; logged below
                 log.warning("unmounting %s failed", bundle, exc_info=True)
+        try:  # a shareable /dev/shm left mounted (a crash while it ran)
+            ipc.unmount_shm(self.container_dir(c))
+        except Exception:  # noqa: BLE001 - best effort; logged
+            log.warning("unmounting the /dev/shm of %s failed", c.id, exc_info=True)
         try:
             # not durable: the container's own record goes at NORMAL (ContainerStore), so a
             # power loss can bring back either; a snapshot without its container,
@@ -344,7 +357,7 @@ class ContainerService(ContainerOpsMixin):
             self.engine.images.snapshots.remove(c.snapshot_key, defer=later, durable=False)
         except NotFound:
             pass
-        for path in (os.path.join(self.data_dir, c.id), bundle):
+        for path in (self.container_dir(c), bundle):
             if later is None:
                 shutil.rmtree(path, ignore_errors=True)
                 continue
@@ -401,15 +414,24 @@ class ContainerService(ContainerOpsMixin):
             await spawn.withdraw()
             spawn = None
         await self._torn_down(c)
-        started = False
-        if not has_volumes(c):  # a volume's copy-up needs the rootfs mounted here
-            try:
-                await self._start_overlapped(c, bundle, mounts, fields, spawn)
-                started = True
-            except NeedsMount:  # only the kernel can resolve /etc/passwd: the slow way
-                log.debug("starting %s with its rootfs mounted by the daemon", c.id)
-        if not started:
-            await self._start_mounted(c, bundle)
+        shared = ipc.shareable(c.host_config)
+        if shared:  # bound at /dev/shm by the spec: there before the runtime creates it
+            await asyncio.to_thread(ipc.mount_shm, self.container_dir(c),
+                                    int(c.host_config.get("ShmSize") or 0))
+        try:
+            started = False
+            if not has_volumes(c):  # a volume's copy-up needs the rootfs mounted here
+                try:
+                    await self._start_overlapped(c, bundle, mounts, fields, spawn)
+                    started = True
+                except NeedsMount:  # only the kernel can resolve /etc/passwd: the slow way
+                    log.debug("starting %s with its rootfs mounted by the daemon", c.id)
+            if not started:
+                await self._start_mounted(c, bundle)
+        except BaseException:
+            if shared:
+                await asyncio.to_thread(ipc.unmount_shm, self.container_dir(c))
+            raise
         handle = self._handles[c.id]
         c.state.set_running(handle.pid)
         if handle.started_at:
@@ -638,6 +660,11 @@ class ContainerService(ContainerOpsMixin):
         etc = None
         if without_mount:
             etc = {p: _decoded(read_without_mount(mounts, p)) for p in ocispec.ETC_USER_FILES}
+        donor = ipc.donor_ref(c.host_config)
+        shm = None
+        if donor is not None:  # its /dev/shm: checked by namespace_paths, with its namespace
+            other = self.get(donor)
+            shm = ipc.check_donor(other, self.container_dir(other))
         rootfs = os.path.join(bundle, "rootfs")
         if etc is None:
             mount_all(mounts, rootfs)
@@ -648,7 +675,7 @@ class ContainerService(ContainerOpsMixin):
                 points = self.engine.volumes.mount(c, rootfs)
             spec = ocispec.container_spec(
                 container_id=c.id, config=c.config, host_config=c.host_config, image=None,
-                rootfs=rootfs, container_dir=os.path.join(self.data_dir, c.id),
+                rootfs=rootfs, container_dir=self.container_dir(c), shm_path=shm,
                 cgroup_parent=c.host_config.get("CgroupParent") or cfg.cgroup_parent,
                 hostname=c.config["Hostname"],
                 etc_files={"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path,
@@ -720,8 +747,10 @@ class ContainerService(ContainerOpsMixin):
         try:
             if has_volumes(c):
                 await asyncio.to_thread(self.engine.volumes.unmount, c)
+            if ipc.shareable(c.host_config):  # as dockerd: a new one at the next start
+                await asyncio.to_thread(ipc.unmount_shm, self.container_dir(c))
         except Exception:  # noqa: BLE001 - logged; the exit is recorded either way
-            log.warning("unmounting the volumes of %s failed", c.id, exc_info=True)
+            log.warning("unmounting the volumes or /dev/shm of %s failed", c.id, exc_info=True)
         if oom:
             self._emit(c, "oom")
         self._emit(c, "die", exitCode=str(code))
@@ -1123,11 +1152,3 @@ def _start_error(what: str, exc) -> Exception:
     return cls(f"{what}: {exc}")
 
 
-def _refuse_unsupported_modes(host_config: dict) -> None:
-    """A shareable /dev/shm needs the engine to mount it (and joining another container's IPC
-    needs its /dev/shm so); until it does they are refused here, not failed at start.
-    (container:<x> network and pid modes: engine/networks.py hands the spec the paths.)"""
-    if str(host_config.get("IpcMode") or "").startswith("container:"):
-        raise InvalidArgument("IpcMode container:<name|id> is not supported by this daemon yet")
-    if host_config.get("IpcMode") == "shareable":
-        raise InvalidArgument("IpcMode shareable is not supported by this daemon yet")

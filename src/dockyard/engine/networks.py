@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
+from dockyard.engine import ipc
 from dockyard.errdefs import Conflict, Forbidden, InvalidArgument, NotFound
 from dockyard.network.manager import NetworkManager, NetworkOptions
 
@@ -121,10 +122,15 @@ class NetworkService:
             f.write(text)
 
     def namespace_paths(self, c) -> dict[str, str]:
-        """container:<x> modes: the joined container's namespaces (/proc/<pid>/ns/*). (IPC is
-        refused at create: joining it needs the donor's /dev/shm mounted shareable on the host,
-        which the engine does not do yet; UTS has no container: mode in Docker.)"""
+        """container:<x> modes: the joined container's namespaces (/proc/<pid>/ns/*); for
+        IPC, x must share its /dev/shm too (engine/ipc.py). (UTS has no container: mode in
+        Docker.)"""
         out = {}
+        donor = ipc.donor_ref(c.host_config)
+        if donor is not None:
+            other = self.engine.containers.get(donor)
+            ipc.check_donor(other, self.engine.containers.container_dir(other))
+            out["ipc"] = f"/proc/{other.state.Pid}/ns/ipc"
         for key, kind in (("NetworkMode", "network"), ("PidMode", "pid")):
             mode = str(c.host_config.get(key) or "")
             if not mode.startswith("container:"):
