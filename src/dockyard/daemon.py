@@ -71,6 +71,14 @@ class DaemonOptions:
     userland_proxy: bool = False
     default_address_pools: list[str] = field(default_factory=list)
     mtu: int = 0
+    # what containers get when their request leaves it out (dockerd's flags)
+    init: bool = False
+    no_new_privileges: bool = False
+    default_ulimits: list[str] = field(default_factory=list)  # NAME=SOFT[:HARD]
+    default_shm_size: str = ""
+    default_ipc_mode: str = ""
+    default_cgroupns_mode: str = ""
+    seccomp_profile: str = ""  # a JSON file, "unconfined" or "builtin"
 
 
 # -- options -------------------------------------------------------------------------------------
@@ -94,6 +102,12 @@ _KEYS = {
     "ip-masq": ("ip_masq", "--ip-masq"), "userland-proxy": ("userland_proxy", "--userland-proxy"),
     "default-address-pools": ("default_address_pools", "--default-address-pool"),
     "mtu": ("mtu", "--mtu"),
+    "init": ("init", "--init"), "no-new-privileges": ("no_new_privileges", "--no-new-privileges"),
+    "default-ulimits": ("default_ulimits", "--default-ulimit"),
+    "default-shm-size": ("default_shm_size", "--default-shm-size"),
+    "default-ipc-mode": ("default_ipc_mode", "--default-ipc-mode"),
+    "default-cgroupns-mode": ("default_cgroupns_mode", "--default-cgroupns-mode"),
+    "seccomp-profile": ("seccomp_profile", "--seccomp-profile"),
 }
 _NET_BOOLS = ("iptables", "ip_forward", "ip_masq", "userland_proxy")
 
@@ -147,6 +161,20 @@ def argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-address-pool", dest="default_address_pools", action="append",
                    metavar="base=CIDR,size=N", help="a pool of subnets for networks (repeatable)")
     p.add_argument("--mtu", type=int, help="MTU of the default bridge's containers")
+    # container defaults
+    p.add_argument("--init", action="store_true", default=None,
+                   help="run an init (tini) in containers that do not say otherwise")
+    p.add_argument("--no-new-privileges", action="store_true", default=None,
+                   help="set no-new-privileges in new containers")
+    p.add_argument("--default-ulimit", dest="default_ulimits", action="append",
+                   metavar="NAME=SOFT[:HARD]", help="a ulimit of containers (repeatable)")
+    p.add_argument("--default-shm-size", metavar="SIZE", help="/dev/shm size (default 64M)")
+    p.add_argument("--default-ipc-mode", metavar="MODE",
+                   help='IPC mode of containers: "private" (default) or "shareable"')
+    p.add_argument("--default-cgroupns-mode", metavar="MODE",
+                   help='cgroup namespace of containers: "host" or "private"')
+    p.add_argument("--seccomp-profile", metavar="PATH",
+                   help='seccomp profile of containers: a JSON file, "unconfined" or "builtin"')
     return p
 
 
@@ -156,7 +184,9 @@ def _flag_values(ns: argparse.Namespace) -> dict[str, object]:
     for attr in ("hosts", "data_root", "exec_root", "log_level", "default_runtime", "pidfile",
                  "storage_driver", "cgroup_parent", "tlsverify", "tlscacert", "tlscert",
                  "tlskey", "insecure_registries", "registry_mirrors", "registry_listen",
-                 "bridge", "bip", *_NET_BOOLS, "default_address_pools", "mtu"):
+                 "bridge", "bip", *_NET_BOOLS, "default_address_pools", "mtu", "init",
+                 "no_new_privileges", "default_ulimits", "default_shm_size", "default_ipc_mode",
+                 "default_cgroupns_mode", "seccomp_profile"):
         value = getattr(ns, attr, None)
         if value is not None:
             out[attr] = value
@@ -202,7 +232,10 @@ def load_config_file(path: str) -> dict[str, object]:
         elif key in ("hosts", "insecure-registries", "registry-mirrors"):
             if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
                 raise ConfigError(f"{key}: expected a list of strings")
-        elif key in ("tlsverify", "iptables", "ip-forward", "ip-masq", "userland-proxy"):
+        elif key == "default-ulimits":  # {"nofile": {"Name": "nofile", "Soft": n, "Hard": n}}
+            value = _file_ulimits(value)
+        elif key in ("tlsverify", "iptables", "ip-forward", "ip-masq", "userland-proxy", "init",
+                     "no-new-privileges"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{key}: expected true or false")
         elif key == "mtu":
@@ -216,6 +249,65 @@ def load_config_file(path: str) -> dict[str, object]:
             raise ConfigError(f"{key}: expected a string")
         out[attr] = value
     return out
+
+
+def _file_ulimits(value: object) -> list[str]:
+    if not isinstance(value, dict):
+        raise ConfigError('default-ulimits: expected {"name": {"Name": ..., "Soft": n, '
+                          '"Hard": n}}')
+    out = []
+    for name, limit in value.items():
+        if not isinstance(limit, dict) or not all(
+                isinstance(limit.get(k), int) for k in ("Soft", "Hard")):
+            raise ConfigError(f"default-ulimits: {name}: Soft and Hard numbers are required")
+        out.append(f"{limit.get('Name') or name}={limit['Soft']}:{limit['Hard']}")
+    return out
+
+
+def spec_options(opts: DaemonOptions):
+    """What containers get when their request leaves it out (engine/hostinfo.DaemonOptions):
+    the flags checked and parsed here, the seccomp profile read once, as dockerd does at its
+    start; ConfigError for a value it could not run with."""
+    from dockyard.cli.flagvalues import parse_ulimit
+    from dockyard.cli.units import ram_in_bytes
+    from dockyard.engine.hostinfo import DEFAULT_SHM_SIZE
+    from dockyard.engine.hostinfo import DaemonOptions as SpecOptions
+    from dockyard.engine.specsecurity import load_seccomp_profile
+
+    try:
+        ulimits = tuple(parse_ulimit(u) for u in opts.default_ulimits)
+    except ValueError as exc:
+        raise ConfigError(f"default-ulimits: {exc}") from None
+    shm = DEFAULT_SHM_SIZE
+    if opts.default_shm_size:
+        try:
+            shm = ram_in_bytes(opts.default_shm_size)
+        except ValueError:
+            shm = -1
+        if shm <= 0:
+            raise ConfigError(f"invalid default-shm-size: {opts.default_shm_size}")
+    if opts.default_ipc_mode not in ("", "private", "shareable"):
+        raise ConfigError(f"invalid default-ipc-mode: {opts.default_ipc_mode} (expected "
+                          "private or shareable)")
+    if opts.default_cgroupns_mode not in ("", "host", "private"):
+        raise ConfigError(f"invalid default-cgroupns-mode: {opts.default_cgroupns_mode} "
+                          "(expected host or private)")
+    profile = opts.seccomp_profile or None
+    if profile not in (None, "builtin", "unconfined"):
+        try:
+            text = Path(profile).read_text()
+            load_seccomp_profile(text)
+        except OSError as exc:
+            raise ConfigError(f"opening seccomp profile ({profile}) failed: "
+                              f"{exc.strerror}") from None
+        except errdefs.InvalidArgument as exc:
+            raise ConfigError(f"{profile}: {exc}") from None
+        profile = text
+    return SpecOptions(init=opts.init, no_new_privileges=opts.no_new_privileges,
+                       default_ulimits=ulimits, shm_size=shm,
+                       ipc_mode=opts.default_ipc_mode or "private",
+                       cgroupns_mode=opts.default_cgroupns_mode or None,
+                       seccomp_profile=profile, data_root=opts.data_root)
 
 
 def _file_runtimes(value: object) -> dict[str, str]:
@@ -386,6 +478,8 @@ def engine_config(opts: DaemonOptions):
     if opts.cgroup_parent:
         cfg.cgroup_parent = opts.cgroup_parent
     cfg.network = network_options(opts)
+    cfg.spec_options = spec_options(opts)
+    cfg.seccomp_profile_name = opts.seccomp_profile or "builtin"
     try:
         cfg.runtime_path(cfg.default_runtime)
         from dockyard.engine.distribution import parse_mirror

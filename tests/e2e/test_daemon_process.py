@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -72,3 +73,37 @@ def test_a_second_daemon_on_the_same_pid_file_is_refused(tmp_path):
         assert proc.returncode == 1
         assert f"process with PID {d.pid} is still running" in proc.stderr
         assert d.ping()
+
+
+@pytest.mark.requires("busybox")
+def test_container_defaults_from_the_daemons_flags(tmp_path):
+    """--init, --no-new-privileges, --default-ulimit, --default-shm-size, --default-ipc-mode:
+    what a container gets when its request leaves it out, as dockerd gives it (compared with
+    dockerd 20.10 by hand: the same output and the same HostConfig)."""
+    flags = ["--init", "--no-new-privileges", "--default-ulimit", "nofile=1024:2048",
+             "--default-shm-size", "32m", "--default-ipc-mode", "shareable"]
+    probe = ("ulimit -n; ulimit -Hn; grep ' /dev/shm ' /proc/mounts; tr '\\0' ' ' "
+             "< /proc/1/cmdline; echo; grep NoNewPrivs /proc/self/status")
+    with DockyardDaemon(base_dir=tmp_path, extra_args=flags) as d:
+        d.import_busybox("busybox:latest")
+        out = d.docker("run", "--name", "dflt", "busybox", "sh", "-c", probe).stdout.splitlines()
+        assert out[:2] == ["1024", "2048"] and "size=32768k" in out[2]
+        assert out[3].startswith("/sbin/docker-init -- sh -c") and out[4] == "NoNewPrivs:\t1"
+        hc = json.loads(d.docker("inspect", "-f", "{{json .HostConfig}}", "dflt").stdout)
+        assert (hc["ShmSize"], hc["IpcMode"], hc.get("Init")) == (32 << 20, "shareable", None)
+        assert hc["Ulimits"] == [{"Name": "nofile", "Hard": 2048, "Soft": 1024}]
+        # the container's own settings win
+        out = d.docker("run", "--rm", "--init=false", "--ulimit", "nofile=100:200", "--shm-size",
+                       "8m", "--ipc", "private", "--security-opt", "no-new-privileges=false",
+                       "busybox", "sh", "-c", probe).stdout.splitlines()
+        assert out[:2] == ["100", "200"] and "size=8192k" in out[2]
+        assert out[3].startswith("sh -c") and out[4] == "NoNewPrivs:\t0"
+        security = json.loads(d.docker("info", "--format", "{{json .SecurityOptions}}").stdout)
+        assert "name=no-new-privileges" in security
+        d.docker("rm", "dflt")
+    # a bad value: the daemon refuses to start, with the reason
+    res = subprocess.run([sys.executable, "-m", "dockyard.daemon", "--data-root",
+                          str(tmp_path / "bad"), "--default-shm-size", "lots"],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1 and "invalid default-shm-size: lots" in res.stderr
+    assert not (tmp_path / "bad").exists()  # refused before it made anything

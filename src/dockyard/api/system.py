@@ -175,9 +175,11 @@ def info_doc(engine, counts: dict, images: int, listeners: int,
                      if driver == "overlayfs" else None)
     security = []
     if sysinfo.seccomp_available():
-        security.append("name=seccomp,profile=builtin")
+        security.append(f"name=seccomp,profile={cfg.seccomp_profile_name}")
     if cg.version == "2":
         security.append("name=cgroupns")
+    if getattr(cfg.spec_options, "no_new_privileges", False):
+        security.append("name=no-new-privileges")
     doc = {
         "ID": sysinfo.engine_id(cfg.data_root),
         "Containers": counts.get("total", 0), "ContainersRunning": counts.get("running", 0),

@@ -191,7 +191,8 @@ class ContainerService(ContainerOpsMixin):
         args, _env, _cwd = ocispec.resolve_process(config, None)
         cid = secrets.token_hex(32)
         c = Container(id=cid, name=name, image_id=str(image.id), image_ref=image_ref, config=config,
-                      host_config=self._defaults(ocispec.apply_create_defaults(host_config)),
+                      host_config=self._defaults(ocispec.apply_create_defaults(
+                          host_config, daemon=self.engine.volumes.daemon_options)),
                       path=args[0], args=list(args[1:]),
                       runtime=runtime, driver=self.engine.images.driver,
                       snapshot_key=f"container-{cid}")

@@ -37,6 +37,10 @@ class EngineConfig:
     insecure_registries: list[str] = field(default_factory=list)  # hosts or CIDRs
     registry_mirrors: list[str] = field(default_factory=list)     # URLs, for Docker Hub
     network: object = None  # network.manager.NetworkOptions (None: the defaults)
+    # hostinfo.DaemonOptions: what containers get when their request leaves it out
+    # (--init, --default-ulimit, --default-shm-size, ...; None: dockerd's defaults)
+    spec_options: object = None
+    seccomp_profile_name: str = "builtin"  # as `docker info` shows it
 
     def __post_init__(self) -> None:
         import shutil

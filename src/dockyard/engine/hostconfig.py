@@ -236,6 +236,11 @@ def apply_create_defaults(host_config: Mapping | None, *, host: HostInfo | None 
     if hc.get("MemorySwappiness") == -1:
         hc["MemorySwappiness"] = None
     hc["ShmSize"] = hc.get("ShmSize") or daemon.shm_size
+    if daemon.default_ulimits:  # mergeUlimits: the daemon's, for the names not given
+        given = hc.get("Ulimits") or []
+        named = {u.get("Name") for u in given if isinstance(u, dict)}
+        hc["Ulimits"] = [*given, *(dict(u) for u in daemon.default_ulimits
+                                   if u["Name"] not in named)]
     hc["IpcMode"] = hc.get("IpcMode") or daemon.ipc_mode
     if not hc.get("CgroupnsMode"):
         if hc.get("Privileged") and not host.cgroup2:

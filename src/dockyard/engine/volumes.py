@@ -19,6 +19,7 @@ Owns what moby's daemon/volumes.go and create_unix.go do around the volume servi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -47,7 +48,8 @@ class ContainerVolumes:
     def __init__(self, engine):
         self.engine = engine
         cfg = engine.config
-        self.daemon_options = DaemonOptions(data_root=os.path.abspath(cfg.data_root))
+        self.daemon_options = dataclasses.replace(cfg.spec_options or DaemonOptions(),
+                                                  data_root=os.path.abspath(cfg.data_root))
         self.service = VolumeService(cfg.data_root, emit=self._emit_volume,
                                      socket_dirs=cfg.plugin_socket_dirs,
                                      spec_dirs=cfg.plugin_spec_dirs,

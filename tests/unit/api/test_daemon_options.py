@@ -202,3 +202,65 @@ def test_registry_options_as_flags_or_in_the_file(tmp_path):
              tmp_path=tmp_path)
     with pytest.raises(ConfigError, match="invalid mirror"):
         daemon.engine_config(opts("--registry-mirror", "ftp://nope"))
+
+
+# -- what containers get when their request leaves it out -----------------------------------------
+
+def test_container_defaults_as_flags_or_in_the_file(tmp_path):
+    from dockyard.daemon import spec_options
+
+    profile = tmp_path / "seccomp.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    o = opts("--init", "--no-new-privileges", "--default-ulimit", "nofile=1024:2048",
+             "--default-ulimit", "nproc=512", "--default-shm-size", "128m",
+             "--default-ipc-mode", "shareable", "--default-cgroupns-mode", "private",
+             "--seccomp-profile", str(profile))
+    spec = spec_options(o)
+    assert spec.init and spec.no_new_privileges
+    assert spec.default_ulimits == ({"Name": "nofile", "Soft": 1024, "Hard": 2048},
+                                    {"Name": "nproc", "Soft": 512, "Hard": 512})
+    assert (spec.shm_size, spec.ipc_mode, spec.cgroupns_mode) == (128 << 20, "shareable",
+                                                                  "private")
+    assert spec.seccomp_profile == profile.read_text()  # read once, at the start
+    filed = spec_options(opts(tmp_path=tmp_path, config={
+        "init": True, "no-new-privileges": True, "default-shm-size": "128M",
+        "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2048},
+                            "nproc": {"Name": "nproc", "Soft": 512, "Hard": 512}},
+        "default-ipc-mode": "shareable", "default-cgroupns-mode": "private",
+        "seccomp-profile": str(profile)}))
+    assert filed == spec
+    plain = spec_options(opts())
+    assert not plain.init and not plain.no_new_privileges and plain.default_ulimits == ()
+    assert (plain.shm_size, plain.ipc_mode, plain.cgroupns_mode, plain.seccomp_profile) == \
+        (64 << 20, "private", None, None)
+    assert spec_options(opts("--seccomp-profile", "unconfined")).seccomp_profile == "unconfined"
+
+
+@pytest.mark.parametrize("argv, config, message", [
+    (["--default-ulimit", "nofile"], None, "invalid ulimit argument: nofile"),
+    (["--default-ulimit", "bogus=1"], None, "invalid ulimit type: bogus"),
+    (["--default-ulimit", "nofile=10:5"], None, "soft limit must be less than or equal"),
+    (["--default-shm-size", "lots"], None, "invalid default-shm-size: lots"),
+    (["--default-shm-size", "0"], None, "invalid default-shm-size: 0"),
+    (["--default-ipc-mode", "host"], None, "invalid default-ipc-mode: host"),
+    (["--default-cgroupns-mode", "x"], None, "invalid default-cgroupns-mode: x"),
+    (["--seccomp-profile", "/nonexistent/p.json"], None, "opening seccomp profile"),
+    ([], {"default-ulimits": ["nofile=1"]}, "default-ulimits: expected"),
+    ([], {"default-ulimits": {"nofile": {"Soft": "1"}}}, "Soft and Hard numbers are required"),
+    ([], {"init": "yes"}, "init: expected true or false"),
+    (["--init"], {"init": True}, "specified both as a flag and in the configuration file: init"),
+])
+def test_container_defaults_errors(tmp_path, argv, config, message):
+    from dockyard.daemon import spec_options
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        spec_options(opts(*argv, config=config, tmp_path=tmp_path))
+
+
+def test_a_seccomp_profile_that_is_not_json_is_refused(tmp_path):
+    from dockyard.daemon import spec_options
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="Decoding seccomp profile failed"):
+        spec_options(opts("--seccomp-profile", str(bad)))

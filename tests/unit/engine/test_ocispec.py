@@ -914,6 +914,14 @@ def test_apply_create_defaults():
         shm_size=1 << 20, ipc_mode="shareable", cgroupns_mode="private"))
     assert (custom["ShmSize"], custom["IpcMode"], custom["CgroupnsMode"]) == (1 << 20, "shareable", "private")
     assert ocispec.apply_create_defaults({"MemorySwap": -1, "Memory": 8 << 20}, host=HOST)["MemorySwap"] == -1
+    # the daemon's ulimits join the stored ones for the names not given (mergeUlimits)
+    daemon = DaemonOptions(default_ulimits=({"Name": "nofile", "Hard": 20, "Soft": 10},
+                                            {"Name": "nproc", "Hard": 7, "Soft": 7}))
+    own = {"Name": "nofile", "Hard": 5, "Soft": 5}
+    merged = ocispec.apply_create_defaults({"Ulimits": [own]}, host=HOST, daemon=daemon)
+    assert merged["Ulimits"] == [own, {"Name": "nproc", "Hard": 7, "Soft": 7}]
+    assert ocispec.apply_create_defaults(merged, host=HOST, daemon=daemon)["Ulimits"] == \
+        merged["Ulimits"]  # applied again (at each start): the same
 
 
 def test_host_probe_is_sane():
