@@ -57,7 +57,7 @@ class ContainerRoutes:
             Route("POST", "/containers/{id}/pause", self.pause),
             Route("POST", "/containers/{id}/unpause", self.unpause),
             Route("POST", "/containers/{id}/wait", self.wait),
-            Route("DELETE", "/containers/{id}", self.remove),
+            Route("DELETE", "/containers/{id:.*}", self.remove),  # parent/alias with link=1
             Route("POST", "/containers/{id}/rename", self.rename),
             Route("POST", "/containers/{id}/update", self.update),
             Route("POST", "/containers/{id}/attach", self.attach),
@@ -127,21 +127,23 @@ class ContainerRoutes:
         # the answer's head goes out at once (as dockerd does) so that clients know the wait
         # is registered; the body follows at the exit
         self.svc.get(req.params["id"])
+        condition = req.query.get("condition") or "not-running"
+        self.svc.check_wait_condition(condition)  # a 400, before the head
         stream = await req.stream(200, "application/json")
-        result = await self.svc.wait(req.params["id"], req.query.get("condition") or "not-running")
+        result = await self.svc.wait(req.params["id"], condition)
         await stream.write(orjson.dumps(result) + b"\n")
         return None
 
     async def remove(self, req) -> Response:
+        if _bool(req.query.get("link")):
+            self.svc.remove_link(req.params["id"])
+            return NO_CONTENT
         await self.svc.remove(req.params["id"], force=_bool(req.query.get("force")),
                               volumes=_bool(req.query.get("v")))
         return NO_CONTENT
 
     async def rename(self, req) -> Response:
-        name = req.query.get("name")
-        if not name:
-            raise InvalidArgument("name is required")
-        await self.svc.rename(req.params["id"], name)
+        await self.svc.rename(req.params["id"], req.query.get("name") or "")
         return NO_CONTENT
 
     async def update(self, req) -> Response:

@@ -397,7 +397,13 @@ class ContainerService(ContainerOpsMixin):
             c.manually_stopped = False
             try:
                 await self._start(c)
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, Exception) and c.id in self._containers:
+                    # as dockerd: the reason kept, and an exit code that is not 0
+                    c.state.Error = str(exc)
+                    if not c.state.ExitCode:
+                        c.state.ExitCode = 128
+                    self.store.save(c)
                 if c.host_config.get("AutoRemove"):
                     # as dockerd: a --rm container that cannot start is removed (a client
                     # waiting for condition=removed is released)
@@ -684,9 +690,11 @@ class ContainerService(ContainerOpsMixin):
                 init_path=cfg.init_path, mount_points=points,
                 daemon=self.engine.volumes.daemon_options, netns_path=netns,
                 namespace_paths=ns_paths, etc_user_files=etc)
-        except BaseException:
+        except BaseException as exc:
             if points is not None:
                 self.engine.volumes.unmount(c)
+            if isinstance(exc, InvalidArgument):  # moby: a spec that cannot be made at the
+                raise System(str(exc)) from None  # start is the daemon's error (500)
             raise
         finally:
             if etc is None:
@@ -877,10 +885,14 @@ class ContainerService(ContainerOpsMixin):
         self.store.save(c)
         self._emit(c, "unpause")
 
+    @staticmethod
+    def check_wait_condition(condition: str) -> None:
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f'invalid condition: "{condition}"')
+
     async def wait(self, ref: str, condition: str = "not-running") -> dict:
         c = self.get(ref)
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise InvalidArgument(f"invalid condition: {condition}")
+        self.check_wait_condition(condition)
         cond = self._exit_condition(c)
         async with cond:
             if condition == "not-running" and not c.state.Running:
@@ -892,6 +904,25 @@ class ContainerService(ContainerOpsMixin):
         return {"StatusCode": c.state.ExitCode, "Error": None}
 
     # -- remove, rename, update, prune --------------------------------------------------------
+
+    def remove_link(self, name: str) -> None:
+        """``DELETE /containers/<parent>/<alias>?link=1``: the parent forgets its legacy link
+        (its /etc/hosts keeps the entry until its next start, as with dockerd). A
+        container's own name is not a link: refused, as dockerd does (500)."""
+        parent_name, _, alias = ("/" + name.lstrip("/")).rpartition("/")
+        if not parent_name:
+            raise System("Conflict, cannot remove the default link name of the container")
+        try:
+            parent = self.get(parent_name.lstrip("/"))
+        except NotFound:
+            raise System(f"Cannot get parent {parent_name} for link name /{name.lstrip('/')}") \
+                from None
+        links = list(parent.host_config.get("Links") or [])
+        kept = [link for link in links
+                if (link.partition(":")[2] or link.partition(":")[0]).rsplit("/", 1)[-1] != alias]
+        if kept != links:
+            parent.host_config["Links"] = kept or None
+            self.store.save(parent)
 
     async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
@@ -944,24 +975,36 @@ class ContainerService(ContainerOpsMixin):
             log.warning("forgetting the network sandbox of %s failed", c.id, exc_info=True)
 
     async def rename(self, ref: str, new_name: str) -> None:
+        if not ref or not new_name:
+            raise InvalidArgument("Neither old nor new names may be empty")
         c = self.get(ref)
-        new = check_name(new_name)
-        if new == c.name:
+        if new_name.lstrip("/") == c.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
+        try:  # dockerd's messages: the name with its slash, the holder named
+            new = check_name("/" + new_name.lstrip("/"))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"Error when allocating new name: {exc}") from None
         old = c.name
         self.store.rename(c, new)
         await self.engine.networks.rename(c)
         self._emit(c, "rename", oldName="/" + old)
 
-    async def update(self, ref: str, body: dict) -> list[str]:
+    async def update(self, ref: str, body: dict) -> list[str] | None:
         c = self.get(ref)
         from dockyard.engine import ocispec
 
         # the CLI sends every resource field, zero for "not given" (dockerd's update applies
         # only non-zero values, and a restart policy only when it has a name)
         given = {k: v for k, v in body.items() if v not in (None, 0, "", [], {})}
-        if not (body.get("RestartPolicy") or {}).get("Name"):
+        policy = body.get("RestartPolicy") or {}
+        if not isinstance(policy, dict):
+            raise InvalidArgument("json: cannot unmarshal string into Go struct field "
+                                  "UpdateConfig.RestartPolicy of type container.RestartPolicy")
+        if not policy.get("Name"):
             given.pop("RestartPolicy", None)
+        else:  # stored whole, as dockerd does
+            given["RestartPolicy"] = {"Name": policy["Name"],
+                                      "MaximumRetryCount": policy.get("MaximumRetryCount") or 0}
         merged = {**c.host_config, **given}
         ocispec.validate_host_config(merged, c.config, update=True)
         if "RestartPolicy" in given:
@@ -973,7 +1016,7 @@ class ContainerService(ContainerOpsMixin):
         c.host_config = merged
         self.store.save(c)
         self._emit(c, "update")
-        return []
+        return None  # dockerd: "Warnings": null
 
     async def prune(self, filters: dict | None = None) -> dict:
         """Remove every stopped container that the filters (until=, label=) select."""

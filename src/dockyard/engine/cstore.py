@@ -57,8 +57,12 @@ class ContainerStore:
             try:
                 self._db.execute("UPDATE container_containers SET name = ? WHERE id = ?", (new_name, c.id))
             except sqlite3.IntegrityError:
-                raise AlreadyExists(f"Error when allocating new name: Conflict. The container name "
-                                    f'"/{new_name}" is already in use by container.') from None
+                other = self._db.execute("SELECT id FROM container_containers WHERE name = ?",
+                                         (new_name,)).fetchone()
+                raise AlreadyExists(
+                    f'Error when allocating new name: Conflict. The container name "/{new_name}" '
+                    f'is already in use by container "{other[0] if other else "?"}". You have to '
+                    "remove (or rename) that container to be able to reuse that name.") from None
             c.name = new_name
             self._db.execute("UPDATE container_containers SET record = ? WHERE id = ?",
                              (json.dumps(c.to_record()), c.id))

@@ -26,7 +26,7 @@ class ContainerOpsMixin:
             mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
             upper, form = writable_dir(mounts)
             names = [f"{repo}:{tag}" if tag else repo] if repo else []
-            cfg = dict(config) if config else dict(c.config)
+            cfg = merge_commit_config(config, c.config) if config else dict(c.config)
             cfg.pop("Image", None)
             image = await asyncio.to_thread(
                 commit_image, self.engine.images, c.image_id, upper, form=form,
@@ -45,3 +45,27 @@ class ContainerOpsMixin:
             raise Conflict(f"Container {c.id} is not running")
         await handle.resize(height, width)
         self._emit(c, "resize", height=str(height), width=str(width))
+
+
+def merge_commit_config(user: dict, container: dict) -> dict:
+    """A commit's config from the request body, completed from the container's (moby's
+    daemon/commit.go merge): what the body leaves empty comes from the container; Env,
+    Labels, ExposedPorts and Volumes get the container's entries the body does not name."""
+    out = dict(user)
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not out.get(key):
+            out[key] = container.get(key) or ""
+    env = list(out.get("Env") or [])
+    names = {e.partition("=")[0] for e in env}
+    out["Env"] = env + [e for e in container.get("Env") or [] if e.partition("=")[0] not in names]
+    for key in ("Labels", "ExposedPorts", "Volumes"):
+        theirs = container.get(key) or {}
+        if out.get(key) or theirs:
+            out[key] = {**theirs, **(out.get(key) or {})}
+    if not out.get("Entrypoint"):
+        if not out.get("Cmd"):
+            out["Cmd"] = container.get("Cmd")
+        out["Entrypoint"] = container.get("Entrypoint")
+    if out.get("Healthcheck") is None and container.get("Healthcheck") is not None:
+        out["Healthcheck"] = container["Healthcheck"]
+    return out

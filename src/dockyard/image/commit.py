@@ -51,6 +51,9 @@ def commit_image(svc, parent_id: str, upper: str, *, form: str = "overlay",
         doc["created"] = created
         if author:
             doc["author"] = author
+        doc.pop("comment", None)  # the parent's (an import's "Imported from -") is not ours
+        if comment:
+            doc["comment"] = comment
         doc.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         doc["rootfs"]["diff_ids"] = list(doc["rootfs"].get("diff_ids") or []) + [result.diff_id]
         entry = {"created": created, "created_by": created_by}

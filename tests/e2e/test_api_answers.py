@@ -1,0 +1,148 @@
+"""Answers compared with dockerd's (an audit against dockerd 20.10 and moby 28's code): wait's
+condition, `rm --link`, commit with a config, failed starts, rename and update messages."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+
+import docker
+import pytest
+
+from dockyard.testing.daemon import DockyardDaemon
+
+pytestmark = pytest.mark.requires("docker_cli", "busybox")
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    with DockyardDaemon() as d:
+        d.import_busybox("busybox:latest")
+        yield d
+
+
+@pytest.fixture
+def client(daemon):
+    c = daemon.client()
+    yield c
+    c.close()
+
+
+class _Unix(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path)
+
+
+def request(d, method: str, path: str, body=None) -> tuple[int, dict | None]:
+    conn = _Unix(d.docker_host.removeprefix("unix://"))
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        is_json = resp.getheader("Content-Type", "").startswith("application/json")
+        return resp.status, json.loads(data) if is_json and data.strip() else None
+    finally:
+        conn.close()
+
+
+def test_wait_with_a_bad_condition_is_a_400_before_any_answer(daemon, client):
+    c = client.containers.create("busybox", ["true"], network_mode="none")
+    try:
+        status, body = request(daemon, "POST", f"/containers/{c.id}/wait?condition=bogus")
+        assert (status, body) == (400, {"message": 'invalid condition: "bogus"'})
+        assert request(daemon, "GET", "/_ping")[0] == 200
+    finally:
+        c.remove()
+
+
+def test_rm_link_never_removes_the_container_and_removes_a_link(daemon, client):
+    target = client.containers.run("busybox", ["sleep", "300"], name="lnk-target", detach=True)
+    app = client.containers.create("busybox", ["true"], name="lnk-app",
+                                   links={"lnk-target": "web"})
+    try:
+        status, body = request(daemon, "DELETE", "/containers/lnk-target?link=1")
+        assert status == 500
+        assert body == {"message": "Conflict, cannot remove the default link name of the "
+                                   "container"}
+        assert client.containers.get("lnk-target").status == "running"  # still there
+        res = daemon.docker("rm", "--link", "/lnk-app/web")
+        assert res.returncode == 0
+        assert not client.api.inspect_container("lnk-app")["HostConfig"].get("Links")
+        status, body = request(daemon, "DELETE", "/containers/nosuch/web?link=1")
+        assert status == 500 and "Cannot get parent /nosuch for link name" in body["message"]
+        status, _ = request(daemon, "DELETE", "/containers/lnk-app/web")  # no link=1: a name
+        assert status == 404
+    finally:
+        app.remove(force=True)
+        target.remove(force=True)
+
+
+def test_commit_with_a_config_completes_it_from_the_container(daemon, client):
+    c = client.containers.create("busybox", ["true"], network_mode="none",
+                                 environment=["CENV=1"], labels={"clabel": "1"},
+                                 working_dir="/tmp")
+    try:
+        image = c.commit("committed", "v1", conf={"Cmd": ["from", "body"], "Env": ["BODY=1"]},
+                         message="msg")
+        cfg = image.attrs["Config"]
+        assert cfg["Env"] == ["BODY=1", "CENV=1"] and cfg["Labels"] == {"clabel": "1"}
+        assert cfg["Cmd"] == ["from", "body"] and cfg["WorkingDir"] == "/tmp"
+        assert image.attrs["Comment"] == "msg"  # not the base image's "Imported from -"
+        plain = c.commit("committed", "v2")
+        assert plain.attrs["Comment"] == "" and plain.attrs["Config"]["Cmd"] == ["true"]
+    finally:
+        c.remove()
+        client.images.remove("committed:v1")
+        client.images.remove("committed:v2")
+
+
+def test_a_failed_start_is_a_500_recorded_in_the_state(daemon, client):
+    c = client.containers.create("busybox", ["true"], network_mode="none", user="nouser")
+    try:
+        with pytest.raises(docker.errors.APIError) as err:
+            c.start()
+        assert err.value.status_code == 500
+        assert "unable to find user nouser" in str(err.value)
+        state = client.api.inspect_container(c.id)["State"]
+        assert state["ExitCode"] == 128 and "unable to find user nouser" in state["Error"]
+        assert state["Status"] == "created"
+        res = daemon.docker("run", "--rm", "--network", "none", "busybox", "/nonexistent",
+                            check=False)
+        assert res.returncode == 127  # the command's fault: 400, as before
+    finally:
+        c.remove()
+
+
+def test_rename_and_update_answers(daemon, client):
+    one = client.containers.create("busybox", ["true"], name="ren-one", network_mode="none")
+    two = client.containers.create("busybox", ["true"], name="ren-two", network_mode="none")
+    try:
+        res = daemon.docker("rename", "ren-one", "ren-two", check=False)
+        assert res.returncode != 0
+        assert (f'Error when allocating new name: Conflict. The container name "/ren-two" is '
+                f'already in use by container "{two.id}". You have to remove (or rename) that '
+                "container to be able to reuse that name.") in res.stderr
+        status, body = request(daemon, "POST", "/containers/ren-one/rename?name=bad/name")
+        assert (status, body["message"]) == (400, "Error when allocating new name: Invalid "
+                                             "container name (/bad/name), only "
+                                             "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        status, body = request(daemon, "POST", "/containers/ren-one/rename")
+        assert (status, body["message"]) == (400, "Neither old nor new names may be empty")
+        status, body = request(daemon, "POST", "/containers/ren-one/update",
+                               {"RestartPolicy": {"Name": "unless-stopped"}})
+        assert (status, body) == (200, {"Warnings": None})
+        policy = client.api.inspect_container("ren-one")["HostConfig"]["RestartPolicy"]
+        assert policy == {"Name": "unless-stopped", "MaximumRetryCount": 0}
+        status, body = request(daemon, "POST", "/containers/ren-one/update",
+                               {"RestartPolicy": "always"})
+        assert status == 400
+    finally:
+        one.remove()
+        two.remove()
