@@ -146,3 +146,15 @@ def test_rename_and_update_answers(daemon, client):
     finally:
         one.remove()
         two.remove()
+
+
+def test_an_imported_or_committed_image_gets_its_tag_time(daemon, client):
+    c = client.containers.create("busybox", ["true"], network_mode="none")
+    try:
+        image = c.commit("tagtime", "v1")
+        assert not image.attrs["Metadata"]["LastTagTime"].startswith("0001-")
+    finally:
+        c.remove()
+        client.images.remove("tagtime:v1")
+    info = client.info()
+    assert "local" in info["Plugins"]["Log"] and "macvlan" in info["Plugins"]["Network"]

@@ -33,8 +33,8 @@ PING_HEADERS = [("Cache-Control", "no-cache, no-store, must-revalidate"), ("Prag
                 ("Builder-Version", "1"), ("Swarm", "inactive")]
 INDEX_SERVER = "https://index.docker.io/v1/"
 # The drivers this engine has; extend these as volume/network/log drivers land.
-PLUGINS = {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-           "Log": ["json-file"]}
+PLUGINS = {"Volume": ["local"], "Network": ["bridge", "host", "macvlan", "null"], "Authorization": None,
+           "Log": ["json-file", "local"]}
 DF_TYPES = ("container", "image", "volume", "build-cache")
 
 

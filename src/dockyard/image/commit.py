@@ -76,4 +76,4 @@ def commit_image(svc, parent_id: str, upper: str, *, form: str = "overlay",
         })
         manifest_digest = content.ingest_bytes(manifest)
         target = Descriptor(media_type=mt.OCI_MANIFEST, digest=manifest_digest, size=len(manifest))
-        return svc.register(target, list(names), parent=parent.id)
+        return svc.register(target, list(names), parent=parent.id, tag_time=True)

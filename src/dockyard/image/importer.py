@@ -189,7 +189,7 @@ def import_rootfs(stream: BinaryIO, svc, *, changes: Sequence[str] = (), message
         })
         manifest_digest = content.ingest_bytes(manifest)
         target = Descriptor(media_type=mt.OCI_MANIFEST, digest=manifest_digest, size=len(manifest))
-        image = svc.register(target, tags)
+        image = svc.register(target, tags, tag_time=True)
     log.debug("imported image %s (layer %s)", image.id, diff_id, extra={"image": image.id})
     return image
 

@@ -179,13 +179,15 @@ class ImageService:
 
     def register(self, target: Descriptor, names: Iterable[str] = (), *,
                  digest_names: bool = False, parent: str | None = None,
-                 platform: Platform | None = None) -> Image:
+                 platform: Platform | None = None, tag_time: bool = False) -> Image:
         """Record the image ``target`` names (a manifest, or an index whose entry for
         ``platform``, default this machine, is used) and tag it with ``names``.
 
         Every blob must be in content already (NotFound otherwise, nothing recorded). A tag
         moves from whatever image had it. ``digest_names`` adds ``repo@<target digest>`` for
         each name, as a pull does; ``parent`` is the image this one was built on.
+        ``tag_time``: set its LastTagTime when it gets names (an import or a commit tags it,
+        as dockerd's TagImage does; a load or a pull does not).
         """
         refs = [normalize_tag_ref(n) for n in names]
         if digest_names:
@@ -206,6 +208,8 @@ class ImageService:
                 self.store.put_image(new_id, target, manifest_desc, parent_id, now_rfc3339())
                 for ref in dict.fromkeys(refs):
                     self.store.add_ref(ref, new_id)
+                if tag_time and refs:
+                    self.store.set_last_tag_time(new_id, now_rfc3339())
             self._configs[new_id] = (config_raw, config)
             log.debug("registered image %s (%s)", new_id, target.digest, extra={"image": new_id})
             return self._by_id(new_id)
