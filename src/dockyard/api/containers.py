@@ -87,7 +87,7 @@ class ContainerRoutes:
             sizes = await asyncio.to_thread(
                 lambda: [(self.svc._rw_size(c), self.svc._image_size(c)) for c in cs])
             for s, (rw, image) in zip(out, sizes):
-                s["SizeRw"], s["SizeRootFs"] = rw, rw + image
+                views.add_sizes(s, rw, image)
         return json_response(out)
 
     async def inspect(self, req) -> Response:

@@ -1047,16 +1047,17 @@ class ContainerService(ContainerOpsMixin):
     async def disk_usage(self) -> list[dict]:
         """Summaries with sizes: the records are read here, on the loop that owns them; the
         sizes (walks of the writable layers) are measured in a thread."""
-        from dockyard.engine.views import summary
+        from dockyard.engine.views import add_sizes, summary
 
         containers = self.all()
-        out = [summary(c, self.engine) for c in containers]
+        images: dict = {}
+        out = [summary(c, self.engine, images) for c in containers]
 
         def sizes() -> list[tuple[int, int]]:
             return [(self._rw_size(c), self._image_size(c)) for c in containers]
 
         for s, (rw, image) in zip(out, await asyncio.to_thread(sizes)):
-            s["SizeRw"], s["SizeRootFs"] = rw, rw + image
+            add_sizes(s, rw, image)
         return out
 
     def _image_size(self, c: Container) -> int:

@@ -363,13 +363,13 @@ class NetworkService:
     # -- container views ------------------------------------------------------------------------
 
     def settings(self, c) -> dict:
-        return self.manager.settings(c.id, c.config)
+        return self.manager.settings(c.id, _port_config(c))
 
     def summary(self, c) -> dict:
         return {"Networks": self.manager.summary_networks(c.id)}
 
     def ports(self, c) -> list[dict]:
-        return self.manager.summary_ports(c.id, c.config)
+        return self.manager.summary_ports(c.id, _port_config(c))
 
     def network_names(self, c) -> list[str]:
         return self.manager.networks_of(c.id)
@@ -393,6 +393,15 @@ def _hostport(server: str) -> tuple[str, int]:
     if sep and "." in host and port.isdigit():
         return host, int(port)
     return server, 53
+
+
+def _port_config(c) -> dict:
+    """The config whose ExposedPorts the views show: none for a container without a network
+    stack of its own (none, host, container:<x>), whose Ports dockerd leaves empty."""
+    mode = c.host_config.get("NetworkMode") or "default"
+    if mode in ("none", "host") or mode.startswith("container:"):
+        return {}
+    return c.config
 
 
 def _links(hc: dict) -> dict[str, str]:

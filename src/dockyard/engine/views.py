@@ -1,14 +1,13 @@
 """Docker's JSON shapes of a container: the `/containers/json` summary and the inspect
-document (API 1.51 ContainerSummary and ContainerInspectResponse), and the list filters."""
+document (API 1.51 ContainerSummary and ContainerInspectResponse); the list itself, with its
+filters folded by engine/listfilters.py."""
 
 from __future__ import annotations
 
-import fnmatch
-
-from dockyard.errdefs import InvalidArgument
-from dockyard.engine.container import CREATED, EXITED, Container, parse_rfc3339
-
-_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+from dockyard.errdefs import InvalidArgument, NotFound
+from dockyard.engine import inspectshape
+from dockyard.engine.container import CREATED, Container, parse_rfc3339
+from dockyard.engine.listfilters import ListFilter
 
 
 def _network_settings(c: Container, engine=None) -> dict:
@@ -17,17 +16,51 @@ def _network_settings(c: Container, engine=None) -> dict:
     return {"Networks": {}}
 
 
-def summary(c: Container, engine=None) -> dict:
+def list_command(c: Container) -> str:
+    """The list's Command: the path and its arguments, an argument with a space in single
+    quotes (daemon/list.go; no escaping of quotes inside it, as there)."""
+    args = [f"'{a}'" if " " in a else a for a in c.args]
+    return " ".join([c.path, *args]) if args else c.path
+
+
+def shown_image(c: Container, engine=None, cache: dict | None = None) -> str:
+    """The list's Image: the reference the container was created with while it still names the
+    container's image, else the image ID (dockerd's refreshImage). ``cache`` maps references to
+    image IDs (None: no such image) for one list."""
+    ref = c.image_ref
+    if engine is None or not ref or ref == c.image_id:
+        return ref or c.image_id
+    cache = {} if cache is None else cache
+    if ref not in cache:
+        try:
+            cache[ref] = str(engine.images.get(ref).id)
+        except (NotFound, InvalidArgument):
+            cache[ref] = None
+    return ref if cache[ref] == c.image_id else c.image_id
+
+
+def summary(c: Container, engine=None, image_cache: dict | None = None) -> dict:
     return {
-        "Id": c.id, "Names": ["/" + c.name], "Image": c.image_ref, "ImageID": c.image_id,
-        "Command": c.command(), "Created": int(parse_rfc3339(c.created)),
-        "Ports": engine.networks.ports(c) if engine is not None else [], "Labels": c.config.get("Labels") or {}, "State": c.state.Status,
+        "Id": c.id, "Names": ["/" + c.name], "Image": shown_image(c, engine, image_cache),
+        "ImageID": c.image_id, "Command": list_command(c),
+        "Created": int(parse_rfc3339(c.created)),
+        "Ports": engine.networks.ports(c) if engine is not None else [],
+        "Labels": c.config.get("Labels") or {}, "State": c.state.Status,
         "Status": c.status_text(), "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "default"},
-        "NetworkSettings": _network_settings(c, engine), "Mounts": _mounts(c),
+        "NetworkSettings": _network_settings(c, engine), "Mounts": mounts(c),
     }
 
 
-def _mounts(c: Container) -> list[dict]:
+def add_sizes(doc: dict, rw: int, image: int) -> dict:
+    """SizeRw and SizeRootFs of a list summary: both omitempty there (not in inspect)."""
+    if rw:
+        doc["SizeRw"] = rw
+    if rw + image:
+        doc["SizeRootFs"] = rw + image
+    return doc
+
+
+def mounts(c: Container) -> list[dict]:
     """Docker's MountPoint list (Type, Name, Source, Destination, Driver, Mode, RW,
     Propagation), by destination; Name and Driver only for volumes."""
     from dockyard.engine.volumes import ContainerVolumes
@@ -62,100 +95,45 @@ def inspect(c: Container, engine) -> dict:
         "RestartCount": c.restart_count, "Driver": c.driver, "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": engine.execs.ids(c.id) if engine is not None else None,
-        "HostConfig": c.host_config, "GraphDriver": graph, "Mounts": _mounts(c),
-        "Config": c.config,
+        "HostConfig": inspectshape.host_config(c.host_config, runtime=runtime_name(c, engine)),
+        "GraphDriver": graph, "Mounts": mounts(c),
+        "Config": inspectshape.config(c.config),
         "NetworkSettings": engine.networks.settings(c),
     }
 
 
-def _port_key(value: str) -> str:
-    """"80" -> "80/tcp", as Docker's port filters read them."""
-    return value if "/" in value else f"{value}/tcp"
+def runtime_name(c: Container, engine=None) -> str:
+    """HostConfig.Runtime: the name the record was created with (records keep its path)."""
+    if c.host_config.get("Runtime"):
+        return c.host_config["Runtime"]
+    if engine is not None and c.runtime != "dockyard":
+        for name, path in engine.config.runtimes.items():
+            if path == c.runtime:
+                return name
+    return c.runtime
 
 
 def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
-    """Docker's container list filters (daemon/list.go)."""
-    for key, values in filters.items():
-        if key == "id":
-            if not any(c.id.startswith(v) for v in values):
-                return False
-        elif key == "name":
-            if not any(fnmatch.fnmatchcase(c.name, f"*{v.lstrip('/')}*") or v.lstrip("/") in c.name
-                       for v in values):
-                return False
-        elif key == "status":
-            for v in values:
-                if v not in _STATUSES:
-                    raise InvalidArgument(f"invalid filter 'status={v}'")
-            if c.state.Status not in values:
-                return False
-        elif key == "exited":
-            if c.state.Status != EXITED or str(c.state.ExitCode) not in values:
-                return False
-        elif key == "label":
-            labels = c.config.get("Labels") or {}
-            for v in values:
-                k, eq, val = v.partition("=")
-                if k not in labels or (eq and labels[k] != val):
-                    return False
-        elif key == "ancestor":
-            if not any(v in (c.image_ref, c.image_id) or c.image_id.startswith("sha256:" + v)
-                       or c.image_ref.split(":")[0] == v for v in values):
-                return False
-        elif key in ("before", "since"):
-            ref = engine.containers.get(values[0])
-            if key == "before" and not c.created < ref.created:
-                return False
-            if key == "since" and not c.created > ref.created:
-                return False
-        elif key == "is-task":
-            if values[0] == "true":
-                return False
-        elif key == "network":
-            mode = c.host_config.get("NetworkMode") or "default"
-            names = set(engine.networks.network_names(c)) if engine is not None else set()
-            ids = {engine.networks.manager.get(n)["Id"] for n in names} if names else set()
-            if not any(v in (mode, "bridge" if mode == "default" else mode) or v in names
-                       or v in ids for v in values):
-                return False
-        elif key == "volume":
-            mounts = _mounts(c)
-            if not any(v in (m.get("Name"), m["Source"], m["Destination"])
-                       for m in mounts for v in values):
-                return False
-        elif key == "expose":
-            exposed = set(c.config.get("ExposedPorts") or {})
-            if not any(_port_key(v) in exposed for v in values):
-                return False
-        elif key == "publish":
-            published = set(c.host_config.get("PortBindings") or {})
-            if not any(_port_key(v) in published for v in values):
-                return False
-        elif key == "health":
-            from dockyard.engine.health import filter_status
-
-            for v in values:
-                if v not in ("starting", "healthy", "unhealthy", "none"):
-                    raise InvalidArgument(f"Unrecognised filter value for health: {v}")
-            if filter_status(c) not in values:
-                return False
-        else:
-            raise InvalidArgument(f"invalid filter '{key}'")
-    return True
+    """Whether ``c`` passes the list filters (engine/listfilters.py); folds them each call."""
+    return ListFilter(filters, engine).matches(c)
 
 
 def list_containers(engine, *, all: bool = False, limit: int = -1, filters=None) -> list[dict]:
-    filters = filters or {}
-    out = []
+    """`GET /containers/json`: newest first; stopped containers with ``all``, a ``status``
+    filter or a ``limit`` (dockerd's includeContainerInList)."""
+    folded = ListFilter(filters, engine)
+    all = all or folded.shows_stopped or limit > 0
+    out: list[dict] = []
+    images: dict = {}
     for c in engine.containers.all():
-        if not all and not c.state.Running and "status" not in filters and "exited" not in filters:
+        if not all and not c.state.Running:
             continue
-        if not matches(c, filters, engine):
+        if not folded.matches(c):
             continue
-        out.append(summary(c, engine))
+        out.append(summary(c, engine, images))
         if limit > 0 and len(out) >= limit:
             break
     return out
 
 
-__all__ = ["summary", "inspect", "matches", "list_containers", "CREATED"]
+__all__ = ["summary", "inspect", "matches", "list_containers", "add_sizes", "CREATED"]
