@@ -31,8 +31,8 @@ class RestartPolicy:
         if not isinstance(retries, int) or retries < 0:
             raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
         if retries and name != "on-failure":
-            raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used "
-                                  f"with 'on-failure'")
+            raise InvalidArgument("invalid restart policy: maximum retry count can only be used "
+                                  "with 'on-failure'")
         if auto_remove and name not in ("no", ""):
             raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
         return cls(name, retries)
