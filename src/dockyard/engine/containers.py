@@ -24,7 +24,10 @@ from dockyard.engine import ipc, logdrivers
 from dockyard.engine import names as cnames
 from dockyard.engine.container import (CREATED, DEAD, EXITED, REMOVING, Container, check_name,
                                        parse_rfc3339)
+from dockyard.engine.createtypes import parse_create_body
 from dockyard.engine.cstore import ContainerStore
+from dockyard.engine.hostconfig import parse_link
+from dockyard.engine.hostinfo import split_mode
 from dockyard.engine.operations import ContainerOpsMixin
 from dockyard.engine.restart import RestartPolicy
 from dockyard.engine.volumes import has_volumes
@@ -138,6 +141,7 @@ class ContainerService(ContainerOpsMixin):
     async def create(self, body: dict, name: str | None = None) -> tuple[Container, list[str]]:
         if not isinstance(body, dict) or not body:
             raise InvalidArgument("Config cannot be empty in order to create a container")
+        body = parse_create_body(body)  # as dockerd decodes it: Go's types, before anything
         host_config = body.get("HostConfig") or {}
         if not isinstance(host_config, dict):
             raise InvalidArgument("HostConfig: expected an object")
@@ -148,14 +152,11 @@ class ContainerService(ContainerOpsMixin):
         image = await asyncio.to_thread(self.engine.images.get, image_ref)
         from dockyard.engine import ocispec
 
+        ocispec.validate_config(config)
         ocispec.validate_host_config(host_config, config)
+        ocispec.parse_security_opts(host_config.get("SecurityOpt") or [])
         logdrivers.validate(host_config.get("LogConfig"))
-        donor = ipc.donor_ref(host_config)
-        if donor is not None:  # as dockerd: checked at create (400), joined at each start
-            try:
-                self.get(donor)
-            except NotFound as exc:
-                raise InvalidArgument(str(exc)) from None
+        self._check_named_containers(host_config)
         endpoints = self.engine.networks.plan(host_config, body.get("NetworkingConfig"))
         RestartPolicy.parse(host_config.get("RestartPolicy"), host_config.get("AutoRemove", False))
         runtime = self.engine.config.runtime_path(host_config.get("Runtime") or None)
@@ -165,6 +166,27 @@ class ContainerService(ContainerOpsMixin):
                                       endpoints)
         finally:
             self._reserved_names.discard(name)
+
+    def _check_named_containers(self, hc: dict) -> None:
+        """The containers a create names must exist, as dockerd looks them up at create (400):
+        IPC and PID ``container:<x>`` (joined at each start) and legacy links, which a
+        user-defined network does not take."""
+        pid = split_mode(hc.get("PidMode") or "")[1]
+        for ref in (ipc.donor_ref(hc), pid or None):
+            if ref is not None:
+                try:
+                    self.get(ref)
+                except NotFound as exc:
+                    raise InvalidArgument(str(exc)) from None
+        mode = hc.get("NetworkMode") or ""
+        if mode not in ("", "default", "bridge", "host", "none") and split_mode(mode)[0] != "container":
+            return
+        for link in hc.get("Links") or []:
+            name, _ = parse_link(link)
+            try:
+                self.get(name)
+            except NotFound as exc:
+                raise InvalidArgument(f"could not get container for {name}: {exc}") from None
 
     def _reserve_name(self, name: str | None) -> str:
         """Hold a name for a create in flight, as dockerd reserves it before any I/O."""

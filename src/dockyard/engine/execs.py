@@ -22,6 +22,7 @@ import time
 
 import orjson
 
+from dockyard.engine.createtypes import parse_exec_body
 from dockyard.errdefs import Conflict, DockyardError, InvalidArgument, NotFound
 
 _CHUNK = 64 * 1024
@@ -95,6 +96,7 @@ class ExecService:
         return inst
 
     def create(self, ref: str, body: dict) -> ExecInstance:
+        body = parse_exec_body(body)  # as dockerd decodes it, before the container is looked up
         c = self.containers.get(ref)
         if not c.state.Running or c.state.Restarting:
             raise Conflict(f"Container {c.id} is not running")

@@ -93,8 +93,59 @@ def validate_host_config(host_config: Mapping | None, config: Mapping | None = N
     _check_modes(hc)
     for dest in hc.get("Tmpfs") or {}:
         check_target(dest)
+    _check_port_bindings(hc.get("PortBindings") or {})
     if config is not None:
         _check_net_mode(config, hc)
+
+
+def _split_proto_port(raw: str) -> tuple[str, str]:
+    """go-connections nat.SplitProtoPort: ``80/udp`` -> (udp, 80); no protocol is tcp."""
+    parts = raw.split("/")
+    if not parts[0]:
+        return "", ""
+    if len(parts) == 1 or not parts[1]:
+        return "tcp", parts[0]
+    return parts[1], parts[0]
+
+
+def _port_number(text: str) -> int | None:
+    """Go's strconv.ParseUint(text, 10, 16): digits only, below 65536."""
+    return int(text) if re.fullmatch(r"[0-9]+", text) and int(text) < 1 << 16 else None
+
+
+def _port_range_ok(text: str) -> bool:
+    """nat.ParsePortRangeToInt: empty, ``N``, or ``N-M`` with M >= N (after M: ignored)."""
+    if not text:
+        return True
+    if "-" not in text:
+        return _port_number(text) is not None
+    parts = text.split("-")
+    lo, hi = _port_number(parts[0]), _port_number(parts[1])
+    return lo is not None and hi is not None and hi >= lo
+
+
+def _check_port_bindings(bindings: Mapping) -> None:
+    """validateHostConfig: each container port (nat.ParsePort, no range) and host port."""
+    for key, entries in bindings.items():
+        _, port = _split_proto_port(key)
+        if port and _port_number(port) is None:
+            raise InvalidArgument(f"invalid port specification: {etcfiles.go_quote(port)}")
+        for entry in entries or []:
+            host_port = (entry or {}).get("HostPort") or ""
+            if not _port_range_ok(_split_proto_port(host_port)[1]):
+                raise InvalidArgument(f"invalid port specification: {etcfiles.go_quote(host_port)}")
+
+
+def parse_link(link: str) -> tuple[str, str]:
+    """opts.ParseLink: ``name:alias``, ``name``, or as stored ``/name:/me/alias`` -> (name, alias)."""
+    parts = link.split(":")
+    if len(parts) > 2:
+        raise InvalidArgument(f"bad format for links: {link}")
+    if len(parts) == 1:
+        return link, link
+    if parts[0].startswith("/"):
+        return parts[0][1:], parts[1].rpartition("/")[2]
+    return parts[0], parts[1]
 
 
 def _check_restart_policy(name: str, retries: int) -> None:

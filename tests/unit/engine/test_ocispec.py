@@ -851,6 +851,13 @@ def test_container_resources_for_update():
     ({"Annotations": {"": "x"}}, "invalid Annotations: the empty string is not permitted as an annotation key"),
     ({"ExtraHosts": ["bad"]}, 'bad format for add-host: "bad"'),
     ({"Tmpfs": {"rel": ""}}, "invalid mount path: 'rel' mount path must be absolute"),
+    ({"PortBindings": {"bogus/tcp": [{"HostPort": "80"}]}}, 'invalid port specification: "bogus"'),
+    ({"PortBindings": {"80-82/tcp": []}}, 'invalid port specification: "80-82"'),
+    ({"PortBindings": {"+80": None}}, 'invalid port specification: "+80"'),
+    ({"PortBindings": {"80/tcp": [{"HostPort": "notaport"}]}},
+     'invalid port specification: "notaport"'),
+    ({"PortBindings": {"80/tcp": [{"HostPort": "70000"}]}}, 'invalid port specification: "70000"'),
+    ({"PortBindings": {"80/tcp": [{"HostPort": "82-80"}]}}, 'invalid port specification: "82-80"'),
 ])
 def test_validate_host_config(hc, message):
     with pytest.raises(InvalidArgument) as exc:
@@ -864,6 +871,22 @@ def test_validate_host_config_accepts_dockers_stored_form():
                                   "CpusetCpus": "0,2-3", "Isolation": "", "MemorySwappiness": -1},
                                  host=HOST)
     ocispec.validate_host_config({"MemorySwap": 32 << 20}, host=HOST, update=True)
+    # what dockerd 20.10 takes too: a range of host ports, no port, an unknown protocol
+    ocispec.validate_host_config({"PortBindings": {
+        "80/tcp": [{"HostIp": "", "HostPort": "8000-8010"}], "53/udp": [{"HostPort": ""}],
+        "81/bogus": [{"HostPort": "81/udp"}], "": [{"HostPort": "/x"}], "82": None, "83": [None],
+    }}, host=HOST)
+
+
+@pytest.mark.parametrize("link, parsed", [("db:alias", ("db", "alias")), ("db", ("db", "db")),
+                                          ("/db:/me/alias", ("db", "alias"))])
+def test_parse_link(link, parsed):
+    assert hostconfig.parse_link(link) == parsed
+
+
+def test_parse_link_refuses_more_than_two_parts():
+    with pytest.raises(InvalidArgument, match="^bad format for links: a:b:c$"):
+        hostconfig.parse_link("a:b:c")
 
 
 @pytest.mark.parametrize("cfg,hc,message", [
