@@ -143,6 +143,9 @@ def test_rename_and_update_answers(daemon, client):
         status, body = request(daemon, "POST", "/containers/ren-one/update",
                                {"RestartPolicy": "always"})
         assert status == 400
+        status, body = request(daemon, "POST", "/containers/ren-one/update", {"Memory": "x"})
+        assert (status, body["message"]) == (400, "json: cannot unmarshal string into Go struct "
+                                             "field UpdateConfig.Memory of type int64")
     finally:
         one.remove()
         two.remove()

@@ -1012,16 +1012,16 @@ class ContainerService(ContainerOpsMixin):
         self._emit(c, "rename", oldName="/" + old)
 
     async def update(self, ref: str, body: dict) -> list[str] | None:
-        c = self.get(ref)
         from dockyard.engine import ocispec
+        from dockyard.engine.createtypes import parse_update_body
+
+        body = parse_update_body(body)  # Go's types first: 400 with its message
+        c = self.get(ref)
 
         # the CLI sends every resource field, zero for "not given" (dockerd's update applies
         # only non-zero values, and a restart policy only when it has a name)
         given = {k: v for k, v in body.items() if v not in (None, 0, "", [], {})}
         policy = body.get("RestartPolicy") or {}
-        if not isinstance(policy, dict):
-            raise InvalidArgument("json: cannot unmarshal string into Go struct field "
-                                  "UpdateConfig.RestartPolicy of type container.RestartPolicy")
         if not policy.get("Name"):
             given.pop("RestartPolicy", None)
         else:  # stored whole, as dockerd does

@@ -214,6 +214,11 @@ EXEC_REQUEST = Struct("types.ExecConfig", {
     "DetachKeys": STRING, "Env": STRINGS, "WorkingDir": STRING, "Cmd": STRINGS,
 })
 
+UPDATE_REQUEST = Struct("container.UpdateConfig", {
+    **RESOURCES_FIELDS,
+    "RestartPolicy": HOST_CONFIG.fields["RestartPolicy"],
+})
+
 
 # -- the check ---------------------------------------------------------------------------------
 
@@ -226,6 +231,11 @@ def parse_create_body(body: Mapping) -> dict:
 def parse_exec_body(body: Mapping) -> dict:
     """An exec create request's body (ExecConfig) as dockerd decodes it."""
     return parse_body(body, EXEC_REQUEST)
+
+
+def parse_update_body(body: Mapping) -> dict:
+    """A container update's body (UpdateConfig: the resources and the restart policy)."""
+    return parse_body(body, UPDATE_REQUEST)
 
 
 def parse_body(body: Mapping, typ: Struct) -> dict:
