@@ -160,3 +160,20 @@ def test_a_daemon_restart_keeps_the_dev_shm_of_a_running_donor():
         assert out == "kept\n"
         d.docker("rm", "-f", keep, brief)
         assert not _mounted(_shm(d, keep))
+
+
+def test_joined_modes_are_stored_by_id_and_survive_a_rename_of_the_donor(daemon):
+    donor = _run(daemon, "-d", "--name", "ren-donor", "--ipc", "shareable", "busybox", "sleep",
+                 "300").stdout.strip()
+    try:
+        daemon.docker("create", "--name", "ren-joiner", "--network", "container:ren-donor",
+                      "--pid", "container:ren-donor", "--ipc", "container:ren-donor", "busybox",
+                      "sh", "-c", "cat /proc/1/cmdline; echo")
+        modes = daemon.docker("inspect", "-f", "{{.HostConfig.NetworkMode}} {{.HostConfig.PidMode}}"
+                              " {{.HostConfig.IpcMode}}", "ren-joiner").stdout.split()
+        assert modes == [f"container:{donor}"] * 3  # as dockerd stores them
+        daemon.docker("rename", "ren-donor", "ren-donor2")
+        out = daemon.docker("start", "-a", "ren-joiner").stdout
+        assert out.startswith("sleep")  # the donor's pid namespace, after the rename
+    finally:
+        daemon.docker("rm", "-f", "ren-donor2", "ren-joiner", check=False)

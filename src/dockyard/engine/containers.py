@@ -170,13 +170,17 @@ class ContainerService(ContainerOpsMixin):
     def _check_named_containers(self, hc: dict) -> None:
         """The containers a create names must exist, as dockerd looks them up at create (400):
         IPC and PID ``container:<x>`` (joined at each start) and legacy links, which a
-        user-defined network does not take."""
-        pid = split_mode(hc.get("PidMode") or "")[1]
-        for ref in (ipc.donor_ref(hc), pid or None):
-            if ref is not None:
-                try:
-                    self.get(ref)
-                except NotFound as exc:
+        user-defined network does not take. Each ``container:<x>`` mode is stored with x's
+        id, as dockerd stores it, so that a rename of x does not lose it (a network mode
+        naming no container is kept as given: its start says so, as with dockerd)."""
+        for key in ("IpcMode", "PidMode", "NetworkMode"):
+            kind, ref = split_mode(str(hc.get(key) or ""))
+            if kind != "container" or not ref:
+                continue
+            try:
+                hc[key] = f"container:{self.get(ref).id}"
+            except NotFound as exc:
+                if key != "NetworkMode":
                     raise InvalidArgument(str(exc)) from None
         mode = hc.get("NetworkMode") or ""
         if mode not in ("", "default", "bridge", "host", "none") and split_mode(mode)[0] != "container":
