@@ -161,3 +161,101 @@ def test_an_imported_or_committed_image_gets_its_tag_time(daemon, client):
         client.images.remove("tagtime:v1")
     info = client.info()
     assert "local" in info["Plugins"]["Log"] and "macvlan" in info["Plugins"]["Network"]
+
+
+# -- the lifecycle, as dockerd runs it (a second audit) ------------------------------------------
+
+def _events(d, since: float, cid: str) -> list[tuple[str, str, dict]]:
+    import time as _time
+
+    out = d.docker("events", "--since", f"{since:.3f}", "--until", f"{_time.time():.3f}",
+                   "--format", "{{json .}}").stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [(e["Type"], e["Action"], e["Actor"]["Attributes"]) for e in rows
+            if e["Actor"]["ID"] == cid or e["Type"] == "image"]
+
+
+def _actions(events) -> list[str]:
+    return [a.split(":")[0] for t, a, _ in events if t == "container"]
+
+
+def test_a_killed_or_paused_container_as_dockerd_handles_them(daemon, client):
+    import time
+
+    since = time.time()
+    c = client.containers.run("busybox", ["sleep", "300"], network_mode="none", detach=True,
+                              init=True, restart_policy={"Name": "always"})
+    try:
+        c.kill("SIGTERM")
+        assert c.wait(timeout=10)["StatusCode"] == 143
+        time.sleep(0.5)  # a restart, were there one, comes in 100 ms
+        c.reload()
+        assert c.status == "exited" and c.attrs["RestartCount"] == 0  # killed: not restarted
+        acts = _actions(_events(daemon, since, c.id))
+        assert acts[-2:] == ["kill", "die"] and "restart" not in acts
+        die = [a for t, act, a in _events(daemon, since, c.id) if act == "die"][-1]
+        assert die["exitCode"] == "143" and "execDuration" in die
+
+        c.start()
+        c.pause()
+        status, body = request(daemon, "POST", f"/containers/{c.id}/start")
+        assert (status, body["message"]) == (409, "cannot start a paused container, try "
+                                             "unpause instead")
+        since = time.time()
+        c.kill("SIGTERM")  # thawed so that it gets it
+        assert c.wait(timeout=10)["StatusCode"] == 143
+        c.reload()
+        assert c.status == "exited" and c.attrs["State"]["Paused"] is False
+        assert _actions(_events(daemon, since, c.id))[:3] == ["kill", "unpause", "die"]
+
+        c.start()
+        c.pause()
+        since = time.time()
+        daemon.docker("stop", "-t", "5", c.id)
+        assert _actions(_events(daemon, since, c.id)) == ["kill", "unpause", "die", "stop"]
+    finally:
+        c.remove(force=True)
+
+
+def test_policy_restarts_send_start_only_and_rm_f_no_stop(daemon, client):
+    import time
+
+    since = time.time()
+    c = client.containers.run("busybox", ["sh", "-c", "exit 1"], network_mode="none",
+                              detach=True, restart_policy={"Name": "on-failure",
+                                                           "MaximumRetryCount": 1})
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        c.reload()
+        if c.attrs["RestartCount"] == 1 and c.status == "exited":
+            break
+        time.sleep(0.1)
+    assert _actions(_events(daemon, since, c.id)) == ["create", "start", "die", "start", "die"]
+    c.remove()
+    r = client.containers.run("busybox", ["sleep", "300"], network_mode="none", detach=True)
+    since = time.time()
+    r.remove(force=True)
+    assert _actions(_events(daemon, since, r.id)) == ["kill", "die", "destroy"]
+
+
+def test_commit_events_and_prunes_and_a_loose_tail(daemon, client):
+    import time
+
+    c = client.containers.run("busybox", ["sh", "-c", "echo one; echo two; sleep 300"],
+                              network_mode="none", detach=True)
+    try:
+        since = time.time()
+        daemon.docker("commit", c.id, "evt:c1")
+        events = _events(daemon, since, c.id)
+        seq = [(t, a.split(":")[0]) for t, a, _ in events]
+        assert seq == [("container", "pause"), ("image", "tag"), ("container", "commit"),
+                       ("container", "unpause")]
+        commit = next(a for t, act, a in events if act == "commit")
+        assert commit["imageRef"] == "evt:c1" and commit["imageID"].startswith("sha256:")
+        assert daemon.docker("logs", "--tail", "abc", c.id).stdout == "one\ntwo\n"  # all
+    finally:
+        c.remove(force=True)
+        client.images.remove("evt:c1")
+    res = daemon.docker("system", "prune", "-f", check=False)
+    assert res.returncode == 0 and "Total reclaimed space" in res.stdout
+    assert daemon.docker("builder", "prune", "-f", check=False).returncode == 0

@@ -202,7 +202,10 @@ class ContainerRoutes:
         if not (stdout or stderr):
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
         tail_text = q.get("tail") or "all"
-        tail = None if tail_text == "all" else _int(tail_text, "tail")
+        # as dockerd: anything but a number (or a negative one) means all of it
+        tail = int(tail_text) if tail_text.lstrip("-").isdigit() else None
+        if tail is not None and tail < 0:
+            tail = None
         since, until = parse_timestamp(q.get("since")), parse_timestamp(q.get("until"))
         tty = bool(c.config.get("Tty"))
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"

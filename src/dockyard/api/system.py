@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dockyard
 from dockyard import __version__
+from dockyard.api.params import parse_filters_json
 from dockyard.api.version import (API_VERSION, ENGINE_VERSION, LANGUAGE_VERSION,
                                   MIN_API_VERSION_TEXT, PLATFORM_NAME)
 from dockyard.engine import sysinfo
@@ -36,6 +37,8 @@ INDEX_SERVER = "https://index.docker.io/v1/"
 PLUGINS = {"Volume": ["local"], "Network": ["bridge", "host", "macvlan", "null"], "Authorization": None,
            "Log": ["json-file", "local"]}
 DF_TYPES = ("container", "image", "volume", "build-cache")
+_BUILD_PRUNE_FILTERS = ("until", "id", "parent", "type", "description", "inuse", "shared",
+                        "private", "label", "label!")
 
 
 # -- small facts --------------------------------------------------------------------------------
@@ -269,7 +272,17 @@ class SystemRoutes:
             Route("GET", "/version", self.version),
             Route("GET", "/info", self.info),
             Route("GET", "/system/df", self.disk_usage),
+            Route("POST", "/build/prune", self.build_prune),
         ]
+
+    async def build_prune(self, req: Request) -> Response:
+        """``docker builder prune`` (and the last step of ``docker system prune``): this
+        engine keeps no build cache yet, so there is nothing to delete; the filters are
+        checked as dockerd checks them."""
+        for key in parse_filters_json(req.query.get("filters")):
+            if key not in _BUILD_PRUNE_FILTERS:
+                raise InvalidArgument(f"invalid filter '{key}'")
+        return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
 
     async def ping(self, req: Request) -> Response:
         """As dockerd's pingHandler: "OK", or for HEAD no body and Content-Length 0."""

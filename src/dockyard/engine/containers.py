@@ -416,6 +416,8 @@ class ContainerService(ContainerOpsMixin):
     async def start(self, ref: str) -> None:
         c = self.get(ref)
         async with self._lock(c):
+            if c.state.Paused:
+                raise Conflict("cannot start a paused container, try unpause instead")
             if c.state.Running:
                 raise NotModified("container already started")
             if c.state.Status in (REMOVING, DEAD):
@@ -788,7 +790,7 @@ class ContainerService(ContainerOpsMixin):
             log.warning("unmounting the volumes or /dev/shm of %s failed", c.id, exc_info=True)
         if oom:
             self._emit(c, "oom")
-        self._emit(c, "die", exitCode=str(code))
+        self._emit(c, "die", exitCode=str(code), execDuration=str(max(0, int(ran_for))))
         await self.engine.networks.teardown(c, exited=True)  # after "die", as dockerd
         cond = self._exit_condition(c)
         async with cond:
@@ -817,8 +819,7 @@ class ContainerService(ContainerOpsMixin):
                 return
             c.restart_count += 1
             try:
-                await self._start(c)
-                self._emit(c, "restart")
+                await self._start(c)  # its "start" event only, as dockerd's
             except Exception as exc:  # noqa: BLE001 - recorded on the container
                 c.state.set_exited(c.state.ExitCode)
                 c.state.Error = str(exc)
@@ -832,10 +833,28 @@ class ContainerService(ContainerOpsMixin):
         handle = self._handles.get(c.id)
         if not c.state.Running or handle is None:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
-        if sig == 9:
-            c.manually_stopped = True  # Docker: a kill stops restart-policy restarts? only via stop
+        c.manually_stopped = True  # as dockerd: a killed container is not restarted by policy
+        stop_signal = c.config.get("StopSignal")
+        # as dockerd: a paused container is thawed after its stop signal (or any signal, with
+        # no stop signal of its own), so that it gets it
+        thaw = c.state.Paused and (not stop_signal or sig in (9, parse_signal(stop_signal, 15)))
+        self._emit(c, "kill", signal=str(sig))  # before the exit it may cause ("die")
         await handle.kill(sig, all=False)
-        self._emit(c, "kill", signal=str(sig))
+        if thaw:
+            await self._thaw(c, handle)
+
+    async def _thaw(self, c: Container, handle) -> None:
+        """Resume a paused container that was signalled to stop."""
+        self._emit(c, "unpause")  # before the exit that the thaw lets happen ("die")
+        try:
+            await handle.resume()
+        except (NotFound, Conflict):  # exited meanwhile
+            return
+        if c.state.Paused:
+            c.state.Paused = False
+            if c.state.Running:
+                c.state.Status = "running"
+            self.store.save(c)
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)
@@ -843,13 +862,15 @@ class ContainerService(ContainerOpsMixin):
             c.manually_stopped = True
             c.state.set_exited(c.state.ExitCode)
             self.store.save(c)
+            self._emit(c, "stop")
             return
         if not c.state.Running:
             raise NotModified("container already stopped")
         c.manually_stopped = True
         await self._stop(c, timeout, signal)
 
-    async def _stop(self, c: Container, timeout: int | None, signal: str | None) -> None:
+    async def _stop(self, c: Container, timeout: int | None, signal: str | None,
+                    stop_event: bool = True) -> None:
         sig = parse_signal(signal or c.config.get("StopSignal"), 15)
         if timeout is None:
             timeout = c.config.get("StopTimeout")
@@ -858,19 +879,21 @@ class ContainerService(ContainerOpsMixin):
         if handle is None:
             return
         cond = self._exit_condition(c)
-        if c.state.Paused:
-            await handle.resume()
+        self._emit(c, "kill", signal=str(sig))  # as dockerd's stop: kill, (unpause,) die, stop
         await handle.kill(sig, all=False)
-        self._emit(c, "kill", signal=str(sig))  # as dockerd's stop: kill, die, stop
+        if c.state.Paused:  # the signal waits for the thaw
+            await self._thaw(c, handle)
         if not await self._wait_exit(c, cond, timeout):  # a negative timeout waits for ever
             try:
+                if c.state.Running:
+                    self._emit(c, "kill", signal="9")
                 await handle.kill(9, all=True)
-                self._emit(c, "kill", signal="9")
             except (NotFound, Conflict):
                 pass
             if not await self._wait_exit(c, cond, 30):
                 raise System(f"container {c.id} did not exit 30 s after SIGKILL")
-        self._emit(c, "stop")
+        if stop_event:
+            self._emit(c, "stop")
 
     async def _wait_exit(self, c: Container, cond: asyncio.Condition, timeout: float) -> bool:
         async with cond:
@@ -907,7 +930,9 @@ class ContainerService(ContainerOpsMixin):
         if not c.state.Paused:
             raise Conflict(f"Container {c.id} is not paused")
         await self._handles[c.id].resume()
-        c.state.Paused, c.state.Status = False, "running"
+        c.state.Paused = False
+        if c.state.Running:  # (not if it exited meanwhile: set_exited has its status)
+            c.state.Status = "running"
         self.store.save(c)
         self._emit(c, "unpause")
 
@@ -959,7 +984,8 @@ class ContainerService(ContainerOpsMixin):
                 raise Conflict(f"cannot remove container \"/{c.name}\": container is running: stop "
                                "the container before removing or force remove")
             c.manually_stopped = True
-            await self._stop(c, 0, "SIGKILL")
+            # SIGKILL, then everything in its cgroup if it has not gone in 2 s; no "stop" event
+            await self._stop(c, 2, "SIGKILL", stop_event=False)  # dockerd: kill, die, destroy
         await self.speculations.withdraw(c.id)
         c.manually_stopped = True
         previous, c.state.Status = c.state.Status, REMOVING

@@ -32,10 +32,15 @@ class ContainerOpsMixin:
                 commit_image, self.engine.images, c.image_id, upper, form=form,
                 container_config=cfg, changes=list(changes), comment=comment, author=author,
                 created_by=c.command(), names=names)
+            # before the unpause, as dockerd: pause, (image) tag, commit, unpause
+            for name in names:  # moby's TagImage logs it (actor: the image)
+                self.engine.events.emit("image", "tag", str(image.id),
+                                        {**image.labels, "name": _familiar(name)})
+            self._emit(c, "commit", comment=comment, imageID=str(image.id),
+                       imageRef=_familiar(names[0]) if names else "")
         finally:
             if paused_here:
                 await self.unpause(c.id)
-        self._emit(c, "commit", comment=comment)
         return str(image.id)
 
     async def resize(self, ref: str, height: int, width: int) -> None:
@@ -45,6 +50,12 @@ class ContainerOpsMixin:
             raise Conflict(f"Container {c.id} is not running")
         await handle.resize(height, width)
         self._emit(c, "resize", height=str(height), width=str(width))
+
+
+def _familiar(name: str) -> str:
+    from dockyard.spec.reference import parse_normalized_named
+
+    return parse_normalized_named(name).with_default_tag().familiar()
 
 
 def merge_commit_config(user: dict, container: dict) -> dict:
