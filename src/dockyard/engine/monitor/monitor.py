@@ -1,7 +1,8 @@
 """One container's monitor: the process that owns its stdio, logs, attach streams and exit.
 
 Forked by the factory (factory.py) from a warm interpreter, a monitor makes itself the child
-subreaper, claims ``<state_dir>/monitor.sock``, opens the json-file log, makes the container's
+subreaper, claims ``<state_dir>/monitor.sock``, opens the json-file log (and for the syslog
+driver connects to the server: syslogwriter.py), makes the container's
 stdio (pipes, or a console socket for a TTY), and has a short-lived helper child mount the
 root filesystem and create and start the container (runtimes.py). It reports "started" (or
 why not) on the spawn connection, then runs one single-threaded epoll loop over: the
