@@ -419,7 +419,7 @@ class Monitor:
 
     def open_syslog(self) -> None:
         """Connect to the syslog server; dockerd fails the start when it cannot."""
-        from dockyard.engine.monitor import syslogwriter  # only a syslog container pays
+        from dockyard.engine.monitor import syslogwriter  # preloaded by the factory
 
         req = self.req
         writer = syslogwriter.SyslogWriter(
