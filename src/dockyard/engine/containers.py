@@ -332,8 +332,9 @@ class ContainerService(ContainerOpsMixin):
         c.hostname_path = os.path.join(cdir, "hostname")
         c.hosts_path = os.path.join(cdir, "hosts")
         c.resolv_path = os.path.join(cdir, "resolv.conf")
-        c.log_path = logdrivers.log_file(logdrivers.driver_of(c.host_config.get("LogConfig")),
-                                         cdir, c.id)
+        log_cfg = c.host_config.get("LogConfig")
+        c.log_path = logdrivers.log_file(logdrivers.driver_of(log_cfg), cdir, c.id) \
+            if logdrivers.readable(log_cfg) else ""
         if c.log_path:
             os.makedirs(os.path.dirname(c.log_path), mode=0o710, exist_ok=True)
         hc = c.host_config
@@ -729,16 +730,19 @@ class ContainerService(ContainerOpsMixin):
                 self._unmount_rootfs(bundle)
         return spec
 
-    def _spawn_fields(self, c: Container, mounts=None) -> dict:
-        """The monitor's SpawnRequest for ``c`` (also what `reclaim` needs after a crash)."""
+    def _spawn_fields(self, c: Container, mounts=None, *, logging: bool = True) -> dict:
+        """The monitor's SpawnRequest for ``c`` (also what `reclaim` needs after a crash:
+        not ``logging``, which a syslog address that has gone would fail)."""
         if mounts is None:
             mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
         log_cfg = c.host_config.get("LogConfig") or {}
         info = logdrivers.tag_info(container_id=c.id, name=c.name, image_id=c.image_id,
                                    image_name=c.image_ref, command=c.command())
-        attrs = logdrivers.attributes(log_cfg.get("Config") or {},
-                                      labels=c.config.get("Labels") or {},
-                                      env=c.config.get("Env") or [], tag_info=info)
+        syslog = logdrivers.syslog_target(log_cfg, info) if logging else None
+        # dockerd's syslog cache keeps no attributes (its local driver has none)
+        attrs = {} if syslog is not None else logdrivers.attributes(
+            log_cfg.get("Config") or {}, labels=c.config.get("Labels") or {},
+            env=c.config.get("Env") or [], tag_info=info)
         return dict(container_id=c.id, bundle=os.path.join(self.exec_dir, c.id),
                     state_dir=self._state_dir(c),
                     rootfs_mounts=[m.to_json() for m in mounts], log_path=c.log_path,
@@ -748,7 +752,7 @@ class ContainerService(ContainerOpsMixin):
                     runtime_root=os.path.join(self.engine.config.exec_root, "runtime"),
                     # removed after its exit: its rootfs is unmounted by the removal's
                     # deferred deletion (_rmtrees), after the answer
-                    keep_mounted=bool(c.host_config.get("AutoRemove")))
+                    keep_mounted=bool(c.host_config.get("AutoRemove")), syslog=syslog)
 
     def _state_dir(self, c: Container) -> str:
         return os.path.join(self.exec_dir, c.id, "monitor")
@@ -1153,7 +1157,7 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine.monitor import SpawnRequest
 
         try:
-            req = SpawnRequest(**self._spawn_fields(c))
+            req = SpawnRequest(**self._spawn_fields(c, logging=False))
             for warning in await self.monitors.reclaim(req):
                 log.warning("reclaiming %s: %s", c.id, warning)
         except Exception:  # noqa: BLE001 - the container is recorded as exited either way
@@ -1245,6 +1249,8 @@ def _rmtrees(paths: list) -> None:
 def _start_error(what: str, exc) -> Exception:
     """A command that is missing or not executable is the request's fault (400, and the CLI's
     126/127); any other start failure is ours (500), as dockerd answers."""
+    if exc.kind == "logging":  # dockerd's words alone (logger initialisation precedes the task)
+        return System(str(exc))
     cls = InvalidArgument if exc.exit_code in (126, 127) else System
     return cls(f"{what}: {exc}")
 

@@ -1,7 +1,7 @@
 """Log drivers: which ones a container may name, their options, and the extra attributes.
 
 Owns the daemon's side of `HostConfig.LogConfig`: the drivers offered (``json-file``, the
-default; ``local``; ``none``), their options checked at create as dockerd checks them, where
+default; ``local``; ``none``; ``syslog``), their options checked at create as dockerd checks them, where
 each driver's file lives, and the attributes written with every entry (``labels``,
 ``labels-regex``, ``env``, ``env-regex`` and the ``tag`` template, as dockerd's loginfo.go and
 loggerutils compute them). The monitor writes the file (engine/monitor/jsonlog.py); `docker
@@ -11,6 +11,12 @@ logs` reads it (engine/logs.py).
 on-disk format is internal to Docker; here its file holds the same JSON lines as json-file,
 under ``local-logs/container.log``, with dockerd's local defaults (20 MB, 5 files,
 compressed). ``none`` keeps nothing: `docker logs` answers 501 as dockerd does.
+
+``syslog`` sends every line to a syslog server from the monitor (engine/monitor/syslogwriter.py
+owns its options and messages) and, as dockerd 20.10's "dual logging", also keeps a local
+cache for `docker logs` (``container-cached.log``, local's format and defaults, ``cache-max-size``
+/``cache-max-file``/``cache-compress``), unless ``cache-disabled`` is true: then `docker logs`
+answers 501. The ``cache-*`` options are every driver's, as in dockerd.
 """
 
 from __future__ import annotations
@@ -20,15 +26,19 @@ import re
 from collections.abc import Mapping
 from urllib.parse import quote_plus
 
+from dockyard.engine.monitor import syslogwriter
 from dockyard.engine.monitor.jsonlog import parse_log_options
 from dockyard.errdefs import InvalidArgument, System, Unsupported
 
-DRIVERS = ("json-file", "local", "none")
+DRIVERS = ("json-file", "local", "none", "syslog")
 LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5", "compress": "true"}
 _LOCAL_OPTS = frozenset(LOCAL_DEFAULTS)
 # every driver takes these (the monitor writes as it reads; it never holds the container back
 # on a full buffer, so both modes behave as non-blocking with an unbounded buffer would)
-_ANY_DRIVER = ("mode", "max-buffer-size")
+_ANY_DRIVER = ("mode", "max-buffer-size", "cache-disabled", "cache-max-size",
+               "cache-max-file", "cache-compress")
+_CACHE_PREFIX = "cache-"
+_BOOLS = ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False")
 _RAM_SIZE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgGtTpP][iI]?[bB]?|[bB])?$")
 _TAG_FIELD = re.compile(r"\{\{\s*\.([A-Za-z]+)\s*\}\}")
 
@@ -58,6 +68,8 @@ def validate(log_config: Mapping | None) -> None:
         if not _RAM_SIZE.match(opts["max-buffer-size"]):
             raise InvalidArgument("error parsing option max-buffer-size: invalid size: "
                                   f"'{opts['max-buffer-size']}'")
+    if (disabled := opts.get("cache-disabled", "")) and disabled not in _BOOLS:
+        raise InvalidArgument(f"invalid value for option cache-disabled: {disabled}")
     opts = {k: v for k, v in opts.items() if k not in _ANY_DRIVER}
     if driver == "json-file":
         parse_log_options(dict(opts))
@@ -66,6 +78,8 @@ def validate(log_config: Mapping | None) -> None:
             if key not in _LOCAL_OPTS:
                 raise InvalidArgument(f"unknown log opt '{key}' for log driver local")
         parse_log_options({**LOCAL_DEFAULTS, **opts})
+    elif driver == "syslog":
+        syslogwriter.validate(opts)
 
 
 def log_file(driver: str, container_dir: str, container_id: str) -> str:
@@ -74,24 +88,60 @@ def log_file(driver: str, container_dir: str, container_id: str) -> str:
         return os.path.join(container_dir, "local-logs", "container.log")
     if driver == "none":
         return ""
+    if driver == "syslog":
+        return os.path.join(container_dir, "container-cached.log")
     return os.path.join(container_dir, f"{container_id}-json.log")
+
+
+def cache_enabled(log_config: Mapping | None) -> bool:
+    """Whether a driver that cannot be read keeps the local cache (dockerd's ShouldUseCache)."""
+    value = ((log_config or {}).get("Config") or {}).get("cache-disabled", "")
+    return value not in _BOOLS[:6]
 
 
 def monitor_options(log_config: Mapping | None) -> dict[str, str]:
     """The options the monitor's writer takes (rotation, compression)."""
-    opts = {k: v for k, v in ((log_config or {}).get("Config") or {}).items()
-            if k not in _ANY_DRIVER}
+    config = (log_config or {}).get("Config") or {}
+    if driver_of(log_config) == "syslog":  # the cache: local's defaults, cache-* options
+        cache = {k[len(_CACHE_PREFIX):]: v for k, v in config.items()
+                 if k in _ANY_DRIVER and k.startswith(_CACHE_PREFIX) and k != "cache-disabled"}
+        try:  # dockerd takes bad cache-* values at create; its cache keeps its defaults then
+            parse_log_options({**LOCAL_DEFAULTS, **cache})
+        except InvalidArgument:
+            cache = {}
+        return {**LOCAL_DEFAULTS, **cache}
+    opts = {k: v for k, v in config.items() if k not in _ANY_DRIVER}
     if driver_of(log_config) == "local":
         return {**LOCAL_DEFAULTS, **opts}
     return opts
 
 
+def readable(log_config: Mapping | None) -> bool:
+    """Whether `docker logs` has a file to read for this configuration."""
+    driver = driver_of(log_config)
+    return driver != "none" and (driver != "syslog" or cache_enabled(log_config))
+
+
 def reading_options(log_config: Mapping | None) -> dict[str, str]:
     """What `docker logs` needs to find the rotated files; 501 for a driver without a file."""
-    if driver_of(log_config) == "none":
+    if not readable(log_config):
         raise Unsupported("configured logging driver does not support reading")
     return {k: v for k, v in monitor_options(log_config).items()
             if k in ("max-size", "max-file", "compress")}
+
+
+def syslog_target(log_config: Mapping | None, tag: Mapping[str, str]) -> dict | None:
+    """The monitor's syslog target (SpawnRequest.syslog) for a syslog container, else None.
+    The tag defaults to the short id, as dockerd's; the PID is the daemon's."""
+    if driver_of(log_config) != "syslog":
+        return None
+    opts = (log_config or {}).get("Config") or {}
+    try:
+        target = syslogwriter.target(opts, tag=render_tag(opts.get("tag") or "{{.ID}}", tag),
+                                     hostname=tag["Hostname"], pid=os.getpid())
+    except InvalidArgument as exc:  # the unix path went away since the create
+        raise System(f"failed to initialize logging driver: {exc}") from None
+    return target.to_json()
 
 
 def attributes(opts: Mapping[str, str], *, labels: Mapping[str, str], env: list[str],

@@ -49,7 +49,7 @@ def check_readable(c) -> None:
 
 
 def readable(c) -> bool:
-    return logdrivers.driver_of(c.host_config.get("LogConfig")) != "none"
+    return logdrivers.readable(c.host_config.get("LogConfig"))
 
 
 async def read_logs(svc, c, *, stdout: bool = True, stderr: bool = True, follow: bool = False,

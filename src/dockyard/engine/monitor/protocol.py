@@ -57,6 +57,7 @@ class StartKind(enum.StrEnum):
     PERMISSION_DENIED = "permission_denied"  # it cannot be executed: 126
     NOT_A_DIRECTORY = "not_a_directory"  # a file mounted on a directory or vice versa: 127
     CONFLICT = "conflict"  # a monitor for this container is running already
+    LOGGING = "logging"  # the log driver did not initialize: its message is the answer (500)
     FAILED = "failed"  # anything else: the daemon's 500 (and exit code)
 
 
@@ -200,7 +201,9 @@ class SpawnRequest:
     ``<bundle>/rootfs`` before create and unmounted after the exit (empty: the bundle's rootfs
     directory is used as it is). ``log_opts``: json-file options as Docker takes them
     (``max-size``, ``max-file``, ``compress``); ``log_path`` "" keeps no log (driver none);
-    ``log_attrs``: the extra attributes written with every entry. ``runtime``: "dockyard" for the runtime
+    ``log_attrs``: the extra attributes written with every entry. ``syslog``: for the syslog
+    driver, where the monitor sends each line too (`syslogwriter.Target` as JSON); ``log_path``
+    is then its local cache (or "": ``cache-disabled``). ``runtime``: "dockyard" for the runtime
     library (run by the monitor's helpers, no runtime binary), or the absolute path of a
     runc-compatible binary. ``runtime_root``: its state root; empty: the client's.
     ``start``: False to stop at "created" (attach, set up networking, then
@@ -240,6 +243,7 @@ class SpawnRequest:
     attach: dict | None = None
     keep_mounted: bool = False
     decides_start: bool = False
+    syslog: dict | None = None
 
     def to_json(self) -> dict:
         return {"container_id": self.container_id, "bundle": self.bundle,
@@ -249,7 +253,8 @@ class SpawnRequest:
                 "open_stdin": self.open_stdin, "stdin_once": self.stdin_once,
                 "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start,
                 "config_follows": self.config_follows, "attach": self.attach,
-                "keep_mounted": self.keep_mounted, "decides_start": self.decides_start}
+                "keep_mounted": self.keep_mounted, "decides_start": self.decides_start,
+                "syslog": self.syslog}
 
     @classmethod
     def from_json(cls, data: object) -> "SpawnRequest":
@@ -265,6 +270,8 @@ class SpawnRequest:
             raise InvalidArgument("spawn request: log_opts must be an object")
         if not isinstance(attrs, dict):
             raise InvalidArgument("spawn request: log_attrs must be an object")
+        if data.get("syslog") is not None and not isinstance(data["syslog"], dict):
+            raise InvalidArgument("spawn request: syslog must be an object")
         req = cls(container_id=_str(data, "container_id"), bundle=_str(data, "bundle"),
                   state_dir=_str(data, "state_dir"), rootfs_mounts=mounts,
                   log_path=_str(data, "log_path", ""),
@@ -278,7 +285,8 @@ class SpawnRequest:
                   config_follows=data.get("config_follows") is True,
                   attach=_attach_flags(data.get("attach")),
                   keep_mounted=data.get("keep_mounted") is True,
-                  decides_start=data.get("decides_start") is True)
+                  decides_start=data.get("decides_start") is True,
+                  syslog=data.get("syslog"))
         for key in ("bundle", "state_dir", "log_path", "runtime_root"):
             if not getattr(req, key).startswith("/") and (key != "log_path" or req.log_path):
                 raise InvalidArgument(f"spawn request: {key} must be an absolute path")
