@@ -201,18 +201,20 @@ def test_a_killed_or_paused_container_as_dockerd_handles_them(daemon, client):
         status, body = request(daemon, "POST", f"/containers/{c.id}/start")
         assert (status, body["message"]) == (409, "cannot start a paused container, try "
                                              "unpause instead")
-        since = time.time()
         c.kill("SIGTERM")  # thawed so that it gets it
         assert c.wait(timeout=10)["StatusCode"] == 143
         c.reload()
         assert c.status == "exited" and c.attrs["State"]["Paused"] is False
-        assert _actions(_events(daemon, since, c.id))[:3] == ["kill", "unpause", "die"]
+        acts = _actions(_events(daemon, since, c.id))
+        after = acts[len(acts) - acts[::-1].index("pause"):]  # what followed the last pause
+        assert after == ["kill", "unpause", "die"]
 
         c.start()
         c.pause()
-        since = time.time()
         daemon.docker("stop", "-t", "5", c.id)
-        assert _actions(_events(daemon, since, c.id)) == ["kill", "unpause", "die", "stop"]
+        acts = _actions(_events(daemon, since, c.id))
+        after = acts[len(acts) - acts[::-1].index("pause"):]
+        assert after == ["kill", "unpause", "die", "stop"]
     finally:
         c.remove(force=True)
 
@@ -233,9 +235,9 @@ def test_policy_restarts_send_start_only_and_rm_f_no_stop(daemon, client):
     assert _actions(_events(daemon, since, c.id)) == ["create", "start", "die", "start", "die"]
     c.remove()
     r = client.containers.run("busybox", ["sleep", "300"], network_mode="none", detach=True)
-    since = time.time()
     r.remove(force=True)
-    assert _actions(_events(daemon, since, r.id)) == ["kill", "die", "destroy"]
+    acts = _actions(_events(daemon, since, r.id))
+    assert acts[acts.index("start") + 1:] == ["kill", "die", "destroy"]
 
 
 def test_commit_events_and_prunes_and_a_loose_tail(daemon, client):
@@ -248,6 +250,7 @@ def test_commit_events_and_prunes_and_a_loose_tail(daemon, client):
         daemon.docker("commit", c.id, "evt:c1")
         events = _events(daemon, since, c.id)
         seq = [(t, a.split(":")[0]) for t, a, _ in events]
+        seq = seq[seq.index(("container", "pause")):]  # (the run's own events may be in)
         assert seq == [("container", "pause"), ("image", "tag"), ("container", "commit"),
                        ("container", "unpause")]
         commit = next(a for t, act, a in events if act == "commit")
