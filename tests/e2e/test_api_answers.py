@@ -262,3 +262,32 @@ def test_commit_events_and_prunes_and_a_loose_tail(daemon, client):
     res = daemon.docker("system", "prune", "-f", check=False)
     assert res.returncode == 0 and "Total reclaimed space" in res.stdout
     assert daemon.docker("builder", "prune", "-f", check=False).returncode == 0
+
+
+def test_kill_exec_prune_and_cp_answers_name_what_was_asked(daemon, client):
+    import time
+
+    res = daemon.docker("kill", "nosuch", check=False)
+    assert "Cannot kill container: nosuch: No such container: nosuch" in res.stderr
+    c = client.containers.run("busybox", ["sleep", "300"], name="named-one",
+                              network_mode="none", detach=True)
+    try:
+        since = time.time() - 1
+        daemon.docker("exec", "named-one", "true")
+        acts = [a for t, a, _ in _events(daemon, since, c.id) if a.startswith("exec_")]
+        assert acts[:2] == ["exec_create: true ", "exec_start: true "]  # dockerd's text
+        res = daemon.docker("cp", "named-one:/nowhere", "-", check=False)
+        assert "Could not find the file /nowhere in container named-one" in res.stderr
+        c.pause()
+        res = daemon.docker("exec", "named-one", "true", check=False)
+        assert "Container named-one is paused, unpause the container before exec" in res.stderr
+    finally:
+        c.remove(force=True)
+    since = time.time() - 1
+    gone = client.containers.create("busybox", ["true"], network_mode="none")
+    client.containers.prune()
+    events = _events(daemon, since, gone.id)
+    out = daemon.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                        "--filter", "event=prune", "--format", "{{.Type}} {{json .Actor}}").stdout
+    assert "container" in out and '"reclaimed"' in out
+    assert _actions(events)[-1] == "destroy"

@@ -11,7 +11,7 @@ import asyncio
 
 import orjson
 
-from dockyard.errdefs import InvalidArgument
+from dockyard.errdefs import Conflict, InvalidArgument, NotFound, System
 from dockyard.http.request import Response, json_response
 from dockyard.http.router import Route
 from dockyard.engine import views
@@ -112,7 +112,11 @@ class ContainerRoutes:
         return NO_CONTENT
 
     async def kill(self, req) -> Response:
-        await self.svc.kill(req.params["id"], req.query.get("signal") or None)
+        name = req.params["id"]
+        try:
+            await self.svc.kill(name, req.query.get("signal") or None)
+        except (NotFound, Conflict, System) as exc:  # as dockerd's router wraps them
+            raise type(exc)(f"Cannot kill container: {name}: {exc}") from None
         return NO_CONTENT
 
     async def pause(self, req) -> Response:

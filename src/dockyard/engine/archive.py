@@ -35,13 +35,13 @@ class ArchiveService:
         async with svc._lock(c):
             if c.state.Running and c.state.Pid:
                 if view == "container":
-                    fs = await asyncio.to_thread(ContainerFS.of_process, c.state.Pid, c.id)
+                    fs = await asyncio.to_thread(ContainerFS.of_process, c.state.Pid, ref)
                 else:
                     rootfs = os.path.join(svc.exec_dir, c.id, "rootfs")
-                    fs = await asyncio.to_thread(ContainerFS.of_directory, rootfs, c.id)
+                    fs = await asyncio.to_thread(ContainerFS.of_directory, rootfs, ref)
             else:
                 await svc.settled(c)  # the last run's rootfs mount is gone
-                fs = await asyncio.to_thread(self._mount_stopped, c)
+                fs = await asyncio.to_thread(self._mount_stopped, c, ref)
             try:
                 yield fs
             finally:
@@ -49,7 +49,7 @@ class ArchiveService:
                 # temporary mount is gone: a start waiting for it must not find it there
                 await finish_in_thread(fs.close)
 
-    def _mount_stopped(self, c) -> ContainerFS:
+    def _mount_stopped(self, c, ref: str) -> ContainerFS:
         from dockyard.snapshot.mounts import mount_all
 
         target = os.path.join(self.containers.exec_dir, c.id, "rootfs")
@@ -57,7 +57,7 @@ class ArchiveService:
         _unmount(target)  # a leftover of a crash
         mount_all(self.containers.engine.images.snapshots.mounts(c.snapshot_key), target)
         try:
-            return ContainerFS.of_directory(target, c.id, cleanup=lambda: _unmount(target))
+            return ContainerFS.of_directory(target, ref, cleanup=lambda: _unmount(target))
         except BaseException:
             _unmount(target)
             raise

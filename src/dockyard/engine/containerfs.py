@@ -116,7 +116,7 @@ class ContainerFS:
     def __init__(self, root_fd: int, container_id: str, *, pseudo: set[int] = frozenset(),
                  cleanup=None) -> None:
         self.root_fd = root_fd
-        self.container_id = container_id
+        self.container_id = container_id  # as the request named it: for messages
         self.pseudo = pseudo
         self.root_mount = mount_id(root_fd)
         self._cleanup = cleanup

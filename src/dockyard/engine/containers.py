@@ -836,7 +836,7 @@ class ContainerService(ContainerOpsMixin):
         sig = parse_signal(signal, 9)
         handle = self._handles.get(c.id)
         if not c.state.Running or handle is None:
-            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+            raise Conflict(f"Container {c.id} is not running")  # (the API adds its prefix)
         c.manually_stopped = True  # as dockerd: a killed container is not restarted by policy
         stop_signal = c.config.get("StopSignal")
         # as dockerd: a paused container is thawed after its stop signal (or any signal, with
@@ -1082,7 +1082,8 @@ class ContainerService(ContainerOpsMixin):
         validate(filters, ("until", "label", "label!"))
         until = parse_timestamp(filters["until"][0]) if filters.get("until") else None
         deleted, reclaimed = [], 0
-        for c in list(self._containers.values()):
+        # newest first, as dockerd walks its list
+        for c in sorted(self._containers.values(), key=lambda c: c.created, reverse=True):
             if c.state.Running or c.state.Status not in (CREATED, EXITED, DEAD):
                 continue
             if until is not None and parse_rfc3339(c.created) > until:
@@ -1092,6 +1093,7 @@ class ContainerService(ContainerOpsMixin):
             reclaimed += await asyncio.to_thread(self._rw_size, c)
             await self.remove(c.id)
             deleted.append(c.id)
+        self.engine.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def _rw_size(self, c: Container) -> int:

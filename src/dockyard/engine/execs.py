@@ -101,7 +101,7 @@ class ExecService:
         if not c.state.Running or c.state.Restarting:
             raise Conflict(f"Container {c.id} is not running")
         if c.state.Paused:
-            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+            raise Conflict(f"Container {ref} is paused, unpause the container before exec")
         if not isinstance(body.get("Cmd"), list) or not body["Cmd"]:
             raise InvalidArgument("No exec command specified")
         if c.runtime != "dockyard":
@@ -109,7 +109,7 @@ class ExecService:
         self._collect()
         inst = ExecInstance(secrets.token_hex(32), c, body)
         self._execs[inst.id] = inst
-        self.containers._emit(c, f"exec_create: {' '.join(inst.cmd)}", execID=inst.id)
+        self.containers._emit(c, f"exec_create: {_shown(inst.cmd)}", execID=inst.id)
         return inst
 
     def _process(self, inst: ExecInstance) -> dict:
@@ -189,7 +189,7 @@ class ExecService:
         proc = await _start_runtime(self.containers.monitors, runtime, inst.tty)
         inst.running = True
         inst.runtime_pid = proc.pid
-        self.containers._emit(inst.container, f"exec_start: {' '.join(inst.cmd)}", execID=inst.id)
+        self.containers._emit(inst.container, f"exec_start: {_shown(inst.cmd)}", execID=inst.id)
         try:
             if console is not None:
                 await self._run_tty(inst, proc, console, work, reader, writer)
@@ -425,3 +425,9 @@ async def _finish_detached(run: asyncio.Future) -> None:
         await run
     except Exception:  # noqa: BLE001 - nobody is listening any more; the log has it
         log.warning("a detached exec failed", exc_info=True)
+
+
+def _shown(cmd: list[str]) -> str:
+    """An exec's command in its events, as dockerd writes it: the entrypoint, a space, the
+    arguments (so ``true`` alone is "true ")."""
+    return f"{cmd[0]} {' '.join(cmd[1:])}"

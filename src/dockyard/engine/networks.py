@@ -322,6 +322,7 @@ class NetworkService:
                 log.debug("prune: keeping %s: %s", net["Name"], exc)
                 continue
             deleted.append(net["Name"])
+        self.engine.events.emit("network", "prune", "", {"reclaimed": "0"})  # as dockerd
         return deleted
 
     async def connect(self, ref: str, container_ref: str, cfg: dict | None) -> None:
