@@ -291,3 +291,35 @@ def test_kill_exec_prune_and_cp_answers_name_what_was_asked(daemon, client):
                         "--filter", "event=prune", "--format", "{{.Type}} {{json .Actor}}").stdout
     assert "container" in out and '"reclaimed"' in out
     assert _actions(events)[-1] == "destroy"
+
+
+def test_the_init_layer_shows_in_the_container_not_in_its_diff_or_commit(daemon, client):
+    out = daemon.docker("run", "--rm", "--network", "none", "busybox", "sh", "-c",
+                        "test -f /.dockerenv && readlink /etc/mtab").stdout
+    assert out == "/proc/mounts\n"  # as dockerd's init layer gives them
+    c = client.containers.run("busybox", ["sh", "-c", "echo x > /etc/newfile; sleep 300"],
+                              network_mode="none", detach=True)
+    try:
+        import time
+
+        deadline = time.time() + 5
+        while "newfile" not in daemon.docker("diff", c.id).stdout and time.time() < deadline:
+            time.sleep(0.05)
+        assert daemon.docker("diff", c.id).stdout.split("\n")[:2] == ["C /etc", "A /etc/newfile"]
+        image = c.commit("initless", "v1")
+        assert _top_layer_names(client, image.id) == ["etc", "etc/newfile"]  # nothing else
+    finally:
+        c.remove(force=True)
+        client.images.remove("initless:v1")
+
+
+def _top_layer_names(client, image_id: str) -> list[str]:
+    """The entries of an image's last layer, read from `docker save`'s archive."""
+    import io
+    import tarfile
+
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(client.images.get(image_id).save())))
+    manifest = json.load(archive.extractfile("manifest.json"))[0]
+    layer = archive.extractfile(manifest["Layers"][-1]).read()
+    with tarfile.open(fileobj=io.BytesIO(layer)) as t:
+        return sorted(m.name for m in t.getmembers())

@@ -321,7 +321,10 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine import ocispec
 
         top = self.engine.images.unpack(image.id)
-        self.engine.images.snapshots.prepare(c.snapshot_key, top)
+        from dockyard.snapshot.overlay import INIT_LABEL
+
+        # with the init layer over the image (/.dockerenv, /etc/mtab), as dockerd's
+        self.engine.images.snapshots.prepare(c.snapshot_key, top, labels={INIT_LABEL: "true"})
         cdir = self.container_dir(c)
         os.makedirs(cdir, mode=0o710)
         # the bundle's rootfs directory and the monitor's, here rather than on the start's path

@@ -10,7 +10,8 @@ import pytest
 
 from dockyard.snapshot.base import Kind
 from dockyard.snapshot.mounts import Mount, plan_mounts
-from dockyard.snapshot.overlay import LINK_LENGTH, OverlaySnapshotter, overlay_options
+from dockyard.snapshot.overlay import (INIT_LABEL, INIT_LINK, LINK_LENGTH, OverlaySnapshotter,
+                                       overlay_options)
 
 OPTS = ("index=off", "redirect_dir=off", "metacopy=off")
 
@@ -92,7 +93,7 @@ def test_links_are_removed_with_their_layer(ov):
     link = (snap_dir(ov, "a") / "link").read_text()
     assert (ov.root / "l" / link).is_symlink()
     ov.remove("a")
-    assert os.listdir(ov.root / "l") == []
+    assert os.listdir(ov.root / "l") == [INIT_LINK]  # the shared init layer's alone
 
 
 def test_open_repairs_links(ov):
@@ -103,7 +104,7 @@ def test_open_repairs_links(ov):
     ov.close()
     again = OverlaySnapshotter(ov.root, options=OPTS)
     assert sorted(os.listdir(ov.root / "l")) == sorted(
-        (snap_dir(again, k) / "link").read_text() for k in ("L0", "L1"))
+        [INIT_LINK, *((snap_dir(again, k) / "link").read_text() for k in ("L0", "L1"))])
     assert os.path.realpath(ov.root / "l" / lost) == str(snap_dir(again, "L0") / "fs")
     assert again.stat(top).kind is Kind.COMMITTED
     again.close()
@@ -114,3 +115,20 @@ def test_overlay_options_follow_the_kernel_parameters(tmp_path):
     (tmp_path / "index").write_text("N")
     (tmp_path / "metacopy").write_text("N")
     assert overlay_options(tmp_path) == ("index=off", "metacopy=off")
+
+
+def test_a_labelled_snapshot_gets_the_shared_init_layer_on_top(ov):
+    top = chain(ov, 2)
+    plain = ov.prepare("plain", top)
+    boxed = ov.prepare("boxed", top, labels={INIT_LABEL: "true"})
+    lower = lambda mounts: next(o for o in mounts[0].options  # noqa: E731
+                                if o.startswith("lowerdir=")).split("=", 1)[1].split(":")
+    assert lower(boxed) == [str(ov.root / "l" / INIT_LINK), *lower(plain)]
+    init = Path(os.path.realpath(ov.root / "l" / INIT_LINK))
+    assert (init / ".dockerenv").is_file() and (init / ".dockerenv").stat().st_size == 0
+    assert os.readlink(init / "etc" / "mtab") == "/proc/mounts"
+    assert all((init / f).is_file() for f in ("etc/hosts", "etc/hostname", "etc/resolv.conf"))
+    assert all((init / d).is_dir() for d in ("proc", "sys", "dev/pts", "dev/shm"))
+    alone = ov.prepare("alone", labels={INIT_LABEL: "true"})  # no image layer: still overlay
+    assert alone[0].type == "overlay" and lower(alone) == [str(ov.root / "l" / INIT_LINK)]
+    assert ov.mounts("boxed") == boxed  # from the record's label, at every mount
