@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -750,3 +751,37 @@ def test_a_log_that_cannot_be_opened_fails_the_start_and_leaves_nothing(monitors
     assert not any(str(bundle) in line for line in host_mounts())
     assert not monitors.runtime_state(req).exists()
     assert cgroup_dirs(req.container_id) == []
+
+
+def test_a_spare_whose_factory_died_before_it_looked_exits(tmp_path):
+    """The race behind spares left in accept() (seen as leaked processes after CI runs): a
+    factory killed between its fork and the spare's first step. The spare compares its parent
+    with the factory's pid from before the fork, so it exits instead of waiting for ever."""
+    import select
+
+    from dockyard.engine.monitor import factory as F
+    from dockyard.linux import syscalls as S
+
+    pid = os.fork()
+    if pid == 0:  # the would-be spare; its "factory" (recorded pid) is not its parent
+        try:
+            f = F.Factory(str(tmp_path))
+            f.pid = -1
+            f.S = S
+            f.lock_fd, f.notify_r = os.open("/dev/null", os.O_RDONLY), os.open("/dev/null", 0)
+            f.wake_r, f.wake_w = os.pipe()
+            f.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            f.sock.bind(str(tmp_path / "s.sock"))
+            f.sock.listen(1)
+            f.spare()  # never returns: _exit(0) at once, or blocks in accept()
+        finally:
+            os._exit(3)
+    pidfd = os.pidfd_open(pid)
+    try:
+        exited = select.select([pidfd], [], [], 5)[0]
+        if not exited:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert exited and os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(pidfd)

@@ -179,6 +179,7 @@ def _report(fd: int, data: bytes) -> None:
 class Factory:
     def __init__(self, exec_root: str) -> None:
         self.exec_root = exec_root
+        self.pid = os.getpid()  # the factory's, known to its spares before they are forked
         self.sock: socket.socket | None = None
         self.lock_fd = -1
 
@@ -293,9 +294,10 @@ class Factory:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for fd in (self.lock_fd, self.notify_r, self.wake_r, self.wake_w):
                 os.close(fd)  # the lock: a monitor holding it would keep every new factory out
-            factory = os.getppid()
+            # the factory's pid from before the fork: read after it, a factory killed in
+            # between would be init here, and the spare would outlive it in accept()
             self.S.SYS.prctl(self.S.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != factory:
+            if os.getppid() != self.pid:
                 os._exit(0)
             try:
                 prefork = self.runtimes.Prefork()  # the monitor's start helper, forked now
