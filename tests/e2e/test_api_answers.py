@@ -323,3 +323,14 @@ def _top_layer_names(client, image_id: str) -> list[str]:
     layer = archive.extractfile(manifest["Layers"][-1]).read()
     with tarfile.open(fileobj=io.BytesIO(layer)) as t:
         return sorted(m.name for m in t.getmembers())
+
+
+def test_a_runs_attach_event_comes_before_its_start(daemon):
+    import time
+
+    since = time.time() - 1
+    cid = daemon.docker("create", "--network", "none", "busybox", "echo", "hi").stdout.strip()
+    assert daemon.docker("start", "-a", cid).stdout == "hi\n"
+    acts = _actions(_events(daemon, since, cid))
+    assert acts[:3] == ["create", "attach", "start"]  # dockerd: create, attach, (connect,) start
+    daemon.docker("rm", cid)

@@ -41,6 +41,7 @@ async def relay(svc, c, reader, writer, *, stdin: bool, stdout: bool, stderr: bo
                 detach_keys: str | None = None) -> None:
     handle = svc._handles.get(c.id) if c.state.Running else None
     connected = None
+    svc._emit(c, "attach")  # when it is asked for, as dockerd: before a start it waits for
     if handle is None:
         fut, connected = svc.wait_for_start(
             c, {"stdin": stdin, "stdout": stdout, "stderr": stderr})
@@ -55,7 +56,6 @@ async def relay(svc, c, reader, writer, *, stdin: bool, stdout: bool, stderr: bo
         if connected is not None:
             connected.set()
     keys = parse_detach_keys(detach_keys) if c.config.get("Tty") else b""
-    svc._emit(c, "attach")
     out = asyncio.create_task(_pump_out(m_reader, writer))
     inp = asyncio.create_task(_pump_in(reader, m_writer, keys, out)) if stdin else None
     try:
