@@ -10,23 +10,8 @@ import socket
 import docker
 import pytest
 
-from dockyard.testing.daemon import DockyardDaemon
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    with DockyardDaemon() as d:
-        d.import_busybox("busybox:latest")
-        yield d
-
-
-@pytest.fixture
-def client(daemon):
-    c = daemon.client()
-    yield c
-    c.close()
 
 
 class _Unix(http.client.HTTPConnection):

@@ -8,18 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.testing.daemon import DockyardDaemon
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
 GO = "json: cannot unmarshal"
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    with DockyardDaemon() as d:
-        d.import_busybox("busybox:latest")
-        yield d
 
 
 @pytest.fixture(scope="module")

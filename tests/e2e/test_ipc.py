@@ -16,13 +16,6 @@ from dockyard.testing.runtimectl import wait_for
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
 
-@pytest.fixture(scope="module")
-def daemon():
-    with DockyardDaemon() as d:
-        d.import_busybox("busybox:latest")
-        yield d
-
-
 def _shm(d, cid: str) -> str:
     return str(d.data_root / "containers" / cid / "mounts" / "shm")
 

@@ -8,23 +8,8 @@ from __future__ import annotations
 import docker
 import pytest
 
-from dockyard.testing.daemon import DockyardDaemon
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    with DockyardDaemon() as d:
-        d.import_busybox("busybox:latest")
-        yield d
-
-
-@pytest.fixture
-def client(daemon):
-    c = daemon.client()
-    yield c
-    c.close()
 
 
 def _ids(d, *args: str) -> set[str]:

@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.testing.daemon import DockyardDaemon
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
 IMAGE = "busybox:latest"
 SCRIPT = "echo out1; echo err1 >&2; printf 'x<y>\\n\\n'; echo out2; printf nonl"
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    with DockyardDaemon() as d:
-        d.import_busybox(IMAGE)
-        yield d
 
 
 @pytest.fixture

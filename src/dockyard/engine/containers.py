@@ -31,6 +31,7 @@ from dockyard.engine.hostinfo import split_mode
 from dockyard.engine.operations import ContainerOpsMixin
 from dockyard.engine.restart import RestartPolicy
 from dockyard.engine.volumes import has_volumes
+from dockyard.snapshot.overlay import INIT_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +322,6 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine import ocispec
 
         top = self.engine.images.unpack(image.id)
-        from dockyard.snapshot.overlay import INIT_LABEL
-
         # with the init layer over the image (/.dockerenv, /etc/mtab), as dockerd's
         self.engine.images.snapshots.prepare(c.snapshot_key, top, labels={INIT_LABEL: "true"})
         cdir = self.container_dir(c)
@@ -701,9 +700,10 @@ class ContainerService(ContainerOpsMixin):
             etc = {p: _decoded(read_without_mount(mounts, p)) for p in ocispec.ETC_USER_FILES}
         donor = ipc.donor_ref(c.host_config)
         shm = None
-        if donor is not None:  # its /dev/shm: checked by namespace_paths, with its namespace
+        if donor is not None:  # x's namespace and /dev/shm, checked at each start
             other = self.get(donor)
             shm = ipc.check_donor(other, self.container_dir(other))
+            ns_paths = {**(ns_paths or {}), "ipc": f"/proc/{other.state.Pid}/ns/ipc"}
         rootfs = os.path.join(bundle, "rootfs")
         if etc is None:
             mount_all(mounts, rootfs)
@@ -976,8 +976,7 @@ class ContainerService(ContainerOpsMixin):
             raise System(f"Cannot get parent {parent_name} for link name /{name.lstrip('/')}") \
                 from None
         links = list(parent.host_config.get("Links") or [])
-        kept = [link for link in links
-                if (link.partition(":")[2] or link.partition(":")[0]).rsplit("/", 1)[-1] != alias]
+        kept = [link for link in links if parse_link(link)[1] != alias]
         if kept != links:
             parent.host_config["Links"] = kept or None
             self.store.save(parent)

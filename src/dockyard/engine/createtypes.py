@@ -65,6 +65,11 @@ class Map:
 class Struct:
     name: str                       # package.Type, as in "of type container.RestartPolicy"
     fields: Mapping[str, object] = field(default_factory=dict)
+    # field names by their lower case (Go matches JSON keys case-insensitively), made once
+    folded: Mapping[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folded", {name.lower(): name for name in self.fields})
 
     @property
     def short(self) -> str:
@@ -356,9 +361,8 @@ class _Decoder:
 
     def struct(self, value: Mapping, typ: Struct, ctx: _Context) -> dict:
         out: dict = {}
-        folded = {name.lower(): name for name in typ.fields}
         for key, item in value.items():
-            name = key if key in typ.fields else folded.get(key.lower())
+            name = key if key in typ.fields else typ.folded.get(key.lower())
             if name is None:  # unknown to Go: ignored there, kept here
                 out[key] = item
                 continue

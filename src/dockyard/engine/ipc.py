@@ -3,7 +3,7 @@
 Owns the /dev/shm of a shareable container: a tmpfs of its ShmSize that the engine mounts on
 the host at ``<data-root>/containers/<id>/mounts/shm`` before its runtime creates it (the spec
 binds it at /dev/shm: specmounts), and unmounts when it exits or is removed. A container with
-``container:<x>`` joins x's IPC namespace (engine/networks.py `namespace_paths` gives the path)
+``container:<x>`` joins x's IPC namespace (engine/containers.py puts its path in the spec)
 and binds the same directory at its /dev/shm, so both see one /dev/shm, as with dockerd. x
 must be running and shareable (or ``host``: the host's /dev/shm); dockerd's messages.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from dockyard.engine.hostinfo import split_mode
 from dockyard.errdefs import System
 from dockyard.linux.syscalls import MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID, SYS, Syscalls
 
@@ -28,8 +29,8 @@ def shareable(hc: dict) -> bool:
 
 def donor_ref(hc: dict) -> str | None:
     """x of ``container:<x>``, else None."""
-    m = mode(hc)
-    return m.split(":", 1)[1] if m.startswith("container:") else None
+    kind, ref = split_mode(mode(hc))
+    return ref if kind == "container" else None
 
 
 def engine_managed(hc: dict) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from dockyard.errdefs import InvalidArgument, NotFound
 from dockyard.engine.container import EXITED, ZERO_TIME, Container
+from dockyard.image.filters import match_kv_list
 
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 HEALTH_VALUES = ("starting", "healthy", "unhealthy", "none")
@@ -192,7 +193,7 @@ class ListFilter:
             return False
         if self.is_task is not None and self.is_task:
             return False  # no container of this engine is a swarm task
-        if "label" in f and not _labels_match(f["label"], c.config.get("Labels") or {}):
+        if not match_kv_list(f, "label", c.config.get("Labels") or {}):
             return False
         if any(c.created >= b for b in self.before) or any(c.created <= s for s in self.since):
             return False
@@ -233,12 +234,3 @@ class ListFilter:
     def _port_matches(self, c: Container) -> bool:
         published, exposed = port_keys(self.ports_of(c))
         return bool(published & self.publish or exposed & self.expose)
-
-
-def _labels_match(wanted: list[str], labels: Mapping[str, str]) -> bool:
-    """filters.Args.MatchKVList: every ``k`` or ``k=v`` is among the labels."""
-    for v in wanted:
-        k, eq, val = v.partition("=")
-        if k not in labels or (eq and labels[k] != val):
-            return False
-    return True

@@ -1,8 +1,8 @@
 """Log drivers: which ones a container may name, their options, and the extra attributes.
 
 Owns the daemon's side of `HostConfig.LogConfig`: the drivers offered (``json-file``, the
-default; ``local``; ``none``; ``syslog``), their options checked at create as dockerd checks them, where
-each driver's file lives, and the attributes written with every entry (``labels``,
+default; ``local``; ``none``; ``syslog``), their options checked at create as dockerd checks
+them, where each driver's file lives, and the attributes written with every entry (``labels``,
 ``labels-regex``, ``env``, ``env-regex`` and the ``tag`` template, as dockerd's loginfo.go and
 loggerutils compute them). The monitor writes the file (engine/monitor/jsonlog.py); `docker
 logs` reads it (engine/logs.py).
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from urllib.parse import quote_plus
 
 from dockyard.engine.monitor import syslogwriter
-from dockyard.engine.monitor.jsonlog import parse_log_options
+from dockyard.engine.monitor.jsonlog import FALSE_WORDS, TRUE_WORDS, parse_log_options
 from dockyard.errdefs import InvalidArgument, System, Unsupported
 
 DRIVERS = ("json-file", "local", "none", "syslog")
@@ -38,7 +38,6 @@ _LOCAL_OPTS = frozenset(LOCAL_DEFAULTS)
 _ANY_DRIVER = ("mode", "max-buffer-size", "cache-disabled", "cache-max-size",
                "cache-max-file", "cache-compress")
 _CACHE_PREFIX = "cache-"
-_BOOLS = ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False")
 _RAM_SIZE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgGtTpP][iI]?[bB]?|[bB])?$")
 _TAG_FIELD = re.compile(r"\{\{\s*\.([A-Za-z]+)\s*\}\}")
 
@@ -68,7 +67,7 @@ def validate(log_config: Mapping | None) -> None:
         if not _RAM_SIZE.match(opts["max-buffer-size"]):
             raise InvalidArgument("error parsing option max-buffer-size: invalid size: "
                                   f"'{opts['max-buffer-size']}'")
-    if (disabled := opts.get("cache-disabled", "")) and disabled not in _BOOLS:
+    if (disabled := opts.get("cache-disabled", "")) and disabled not in TRUE_WORDS | FALSE_WORDS:
         raise InvalidArgument(f"invalid value for option cache-disabled: {disabled}")
     opts = {k: v for k, v in opts.items() if k not in _ANY_DRIVER}
     if driver == "json-file":
@@ -96,7 +95,7 @@ def log_file(driver: str, container_dir: str, container_id: str) -> str:
 def cache_enabled(log_config: Mapping | None) -> bool:
     """Whether a driver that cannot be read keeps the local cache (dockerd's ShouldUseCache)."""
     value = ((log_config or {}).get("Config") or {}).get("cache-disabled", "")
-    return value not in _BOOLS[:6]
+    return value not in TRUE_WORDS
 
 
 def monitor_options(log_config: Mapping | None) -> dict[str, str]:

@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
-from dockyard.engine import ipc
 from dockyard.errdefs import Conflict, Forbidden, InvalidArgument, NotFound
 from dockyard.network.manager import NetworkManager, NetworkOptions
 
@@ -122,15 +121,10 @@ class NetworkService:
             f.write(text)
 
     def namespace_paths(self, c) -> dict[str, str]:
-        """container:<x> modes: the joined container's namespaces (/proc/<pid>/ns/*); for
-        IPC, x must share its /dev/shm too (engine/ipc.py). (UTS has no container: mode in
-        Docker.)"""
+        """container:<x> network and PID modes: the joined container's namespaces
+        (/proc/<pid>/ns/*). (IPC joins x's /dev/shm too: engine/containers.py adds it with
+        engine/ipc.py; UTS has no container: mode in Docker.)"""
         out = {}
-        donor = ipc.donor_ref(c.host_config)
-        if donor is not None:
-            other = self.engine.containers.get(donor)
-            ipc.check_donor(other, self.engine.containers.container_dir(other))
-            out["ipc"] = f"/proc/{other.state.Pid}/ns/ipc"
         for key, kind in (("NetworkMode", "network"), ("PidMode", "pid")):
             mode = str(c.host_config.get(key) or "")
             if not mode.startswith("container:"):

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dockyard.engine.etcfiles import go_quote
+from dockyard.engine.ipc import shm_dir
 from dockyard.engine.hostinfo import (DaemonOptions, HostInfo, clean_path, device_from_path,
                                       int_field, split_mode)
 from dockyard.engine.specsecurity import SecurityOptions
@@ -463,7 +464,7 @@ def spec_mounts(mounts: list[dict], cfg: Mapping, hc: Mapping, etc_files: Mappin
     if ipc_kind in ("host", "shareable", "container") and not has_shm:
         source = "/dev/shm" if ipc_kind == "host" else shm_path
         if ipc_kind == "shareable" and source is None:
-            source = os.path.join(container_dir, "mounts", "shm")
+            source = shm_dir(container_dir)
         if source is None:
             raise InvalidArgument(
                 f"{hc['IpcMode']}: joining another container's IPC needs its /dev/shm")

@@ -113,11 +113,6 @@ def runtime_name(c: Container, engine=None) -> str:
     return c.runtime
 
 
-def matches(c: Container, filters: dict[str, list[str]], engine=None) -> bool:
-    """Whether ``c`` passes the list filters (engine/listfilters.py); folds them each call."""
-    return ListFilter(filters, engine).matches(c)
-
-
 def list_containers(engine, *, all: bool = False, limit: int = -1, filters=None) -> list[dict]:
     """`GET /containers/json`: newest first; stopped containers with ``all``, a ``status``
     filter or a ``limit`` (dockerd's includeContainerInList)."""
@@ -136,4 +131,4 @@ def list_containers(engine, *, all: bool = False, limit: int = -1, filters=None)
     return out
 
 
-__all__ = ["summary", "inspect", "matches", "list_containers", "add_sizes", "CREATED"]
+__all__ = ["summary", "inspect", "list_containers", "add_sizes", "CREATED"]

@@ -6,9 +6,12 @@ from dockyard.errdefs import InvalidArgument
 from dockyard.engine import names
 from dockyard.engine.container import Container, check_name, human_duration, now_rfc3339, parse_rfc3339
 from dockyard.engine.containers import parse_signal
-from dockyard.engine.ocispec import merge_config
 from dockyard.engine.restart import RestartPolicy
-from dockyard.engine.views import matches
+from dockyard.engine.listfilters import ListFilter
+
+
+def matches(c, filters) -> bool:
+    return ListFilter(filters).matches(c)
 
 
 def make(**kw) -> Container:

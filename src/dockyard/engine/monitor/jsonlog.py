@@ -37,8 +37,9 @@ DEFAULT_MAX_FILE = 3
 _KNOWN_OPTS = frozenset({"max-size", "max-file", "compress", "labels", "labels-regex", "env",
                          "env-regex", "tag"})
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+# Go's strconv.ParseBool words (the log options' booleans)
+TRUE_WORDS = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+FALSE_WORDS = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,9 @@ def parse_log_options(opts: dict[str, str]) -> LogOptions:
     compress = False
     if "compress" in opts:
         text = opts["compress"]
-        if text not in _TRUE | _FALSE:
+        if text not in TRUE_WORDS | FALSE_WORDS:
             raise InvalidArgument(f"invalid compress: {text!r}")
-        compress = text in _TRUE
+        compress = text in TRUE_WORDS
         if compress and (max_file == 1 or max_size == -1):
             raise InvalidArgument("compress cannot be true when max-file is less than 2 or "
                                   "max-size is not set")
