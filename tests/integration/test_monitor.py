@@ -599,9 +599,14 @@ def test_the_factory_keeps_spares_and_reaps_its_monitors(monitors):
     # factory.SPARES idle children, nothing else (a replacement comes REPLACE_AFTER_S late)
     wait_for(lambda: len(_children(factory)) == 2)
     spares = _children(factory)
-    for pid in spares:
+
+    def state(pid):
         with open(f"/proc/{pid}/status") as f:
-            assert "State:\tS" in f.read()  # waiting in accept(), not a zombie
+            return next(line.split()[1] for line in f if line.startswith("State:"))
+
+    # each ends up waiting in accept() (a just-forked replacement may still be running
+    # its first steps); none is a zombie
+    wait_for(lambda: [state(p) for p in spares] == ["S"] * len(spares))
 
 
 def test_spares_die_with_a_killed_factory_and_leave_with_an_exiting_one(monitors):
