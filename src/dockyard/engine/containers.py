@@ -322,8 +322,11 @@ class ContainerService(ContainerOpsMixin):
         from dockyard.engine import ocispec
 
         top = self.engine.images.unpack(image.id)
-        # with the init layer over the image (/.dockerenv, /etc/mtab), as dockerd's
-        self.engine.images.snapshots.prepare(c.snapshot_key, top, labels={INIT_LABEL: "true"})
+        # with the init layer over the image (/.dockerenv, /etc/mtab), as dockerd's; not
+        # durable: the container's record is written at NORMAL (ContainerStore), and a
+        # snapshot that a power loss leaves without it is one _remove_orphans removes
+        self.engine.images.snapshots.prepare(c.snapshot_key, top, labels={INIT_LABEL: "true"},
+                                             durable=False)
         cdir = self.container_dir(c)
         os.makedirs(cdir, mode=0o710)
         # the bundle's rootfs directory and the monitor's, here rather than on the start's path

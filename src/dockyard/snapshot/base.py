@@ -76,10 +76,12 @@ class Snapshotter(Protocol):
     """Layered filesystems as snapshots; every method raises errdefs categories."""
 
     def prepare(self, key: str, parent: str | None = None,
-                labels: dict[str, str] | None = None) -> list[Mount]:
+                labels: dict[str, str] | None = None, *, durable: bool = True) -> list[Mount]:
         """An active snapshot ``key`` on committed ``parent``; its mounts show the parent's
         files and take writes. AlreadyExists if ``key`` is taken, NotFound for a missing parent,
-        InvalidArgument for a parent that is not committed or a chain deeper than MAX_PARENTS."""
+        InvalidArgument for a parent that is not committed or a chain deeper than MAX_PARENTS.
+        ``durable`` False: the record need not survive a power loss (the caller removes what
+        one leaves half made, as `remove`'s)."""
 
     def view(self, key: str, parent: str | None = None,
              labels: dict[str, str] | None = None) -> list[Mount]:
@@ -315,15 +317,15 @@ class LocalSnapshotter:
     # -- the Snapshotter interface ------------------------------------------------------------
 
     def prepare(self, key: str, parent: str | None = None,
-                labels: dict[str, str] | None = None) -> list[Mount]:
-        return self._create(Kind.ACTIVE, key, parent, labels)
+                labels: dict[str, str] | None = None, *, durable: bool = True) -> list[Mount]:
+        return self._create(Kind.ACTIVE, key, parent, labels, durable)
 
     def view(self, key: str, parent: str | None = None,
              labels: dict[str, str] | None = None) -> list[Mount]:
         return self._create(Kind.VIEW, key, parent, labels)
 
     def _create(self, kind: Kind, key: str, parent: str | None,
-                labels: dict[str, str] | None) -> list[Mount]:
+                labels: dict[str, str] | None, durable: bool = True) -> list[Mount]:
         _check_key(key)
         labels = _check_labels(labels)
         with self._meta.read():
@@ -335,7 +337,7 @@ class LocalSnapshotter:
         placed: Path | None = None
         try:
             self._populate(tmp, kind, parents)  # outside the transaction: copies can be slow
-            with self._meta.write():
+            with self._meta.write(durable=durable):
                 if self._meta.get(key) is not None:
                     raise AlreadyExists(f"snapshot {key!r}: already exists")
                 if [r.id for r in self._parents_of(parent)] != [r.id for r in parents]:

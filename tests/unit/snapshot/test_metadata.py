@@ -255,3 +255,17 @@ def test_info_is_frozen():
     info = Info("k", Kind.ACTIVE, None)
     with pytest.raises(AttributeError):
         info.key = "other"  # type: ignore[misc]
+
+
+def test_a_prepare_that_need_not_be_durable_commits_without_a_sync(snap):
+    """A container's snapshot is made with durable=False (its own record is written at
+    NORMAL): the commit runs at synchronous=NORMAL, then the store is back at FULL."""
+    statements: list[str] = []
+    snap._meta._conn.set_trace_callback(statements.append)
+    snap.prepare("c", durable=False)
+    assert "PRAGMA synchronous=NORMAL" in statements
+    assert statements[-1] == "PRAGMA synchronous=FULL"
+    statements.clear()
+    snap.prepare("d")
+    assert not any(s.startswith("PRAGMA synchronous") for s in statements)
+    assert {i.key for i in snap.walk()} == {"c", "d"}
