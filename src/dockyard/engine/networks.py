@@ -40,6 +40,7 @@ class NetworkService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.dns = None
         self._reaping: set[asyncio.Task] = set()
+        self._reaps: set[asyncio.Task] = set()  # exited containers' teardowns still finishing
         self._generations: dict[str, int | None] = {}  # the sandbox each running container has
         from dockyard.network.proxy import Proxies
 
@@ -60,10 +61,28 @@ class NetworkService:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._background, self.manager.fill_pool)
 
-    def _background(self, fn) -> None:
+    def _background(self, fn) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(fn))
         self._reaping.add(task)
         task.add_done_callback(self._reaping.discard)
+        return task
+
+    async def _after_reaps(self, c) -> None:
+        """A container that claims a fixed host port or address waits for the teardowns
+        still finishing (an exited container gives its ports and addresses back just after
+        its answer): `docker rm -f web && docker run -p 80:80 --name web` must not find the
+        port still taken."""
+        if not self._reaps:
+            return
+        hc = c.host_config
+        fixed = any(isinstance(b, dict) and b.get("HostPort")
+                    for bs in (hc.get("PortBindings") or {}).values() for b in bs or [])
+        if not fixed:
+            sb = self.manager.sandboxes.get(c.id) or {}
+            fixed = any((ep.get("IPAMConfig") or {}).get("IPv4Address")
+                        for ep in sb.get("endpoints", {}).values())
+        if fixed:
+            await asyncio.gather(*list(self._reaps), return_exceptions=True)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -158,6 +177,7 @@ class NetworkService:
         (run it while the runtime creates the container): the addresses inside a warm
         namespace, /etc/hosts rewritten with them."""
         started = time.perf_counter()
+        await self._after_reaps(c)
         paths = self.namespace_paths(c)
         if "network" in paths:
             await asyncio.to_thread(self._share_files, c)
@@ -270,7 +290,9 @@ class NetworkService:
         else:
             pending = await asyncio.to_thread(self.manager.teardown, c.id, defer=exited, gen=gen)
         if pending is not None:
-            self._background(lambda: self.manager.reap(pending))
+            task = self._background(lambda: self.manager.reap(pending))
+            self._reaps.add(task)
+            task.add_done_callback(self._reaps.discard)
         for nid in was:
             self._emit(nid, "disconnect", c.id)
         log.debug("network of %s torn down in %.1f ms", c.id[:12], (time.perf_counter() - started) * 1e3)
