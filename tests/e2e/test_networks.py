@@ -6,6 +6,7 @@ disconnect, modes, bad input, cleanup, live restore. Every peer is a namespace m
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import tarfile
@@ -59,6 +60,21 @@ def host_links(d=None) -> set[str]:
 def nft_table(d) -> str:
     return subprocess.run(["nft", "list", "table", "ip", d.nft_table], capture_output=True,
                           text=True).stdout
+
+
+def _monitors_of(cid: str) -> list[int]:
+    """The monitor processes of container ``cid``: named dockyard-mon, in its state dir."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "dockyard-mon":
+                    continue
+            if cid in os.readlink(f"/proc/{pid}/cwd"):
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
 
 
 def wait_for(pred, timeout=5.0):
@@ -234,7 +250,8 @@ def test_published_tcp_and_udp_ports(daemon):
         if sock is not None:
             sock.close()
         dk(daemon, "rm", "-f", "pub", "clash", check=False)
-    assert "18480" not in nft_table(daemon)
+    # the port's map element goes just after the answer (the teardown's reap)
+    assert wait_for(lambda: "18480" not in nft_table(daemon))
     assert cid
 
 
@@ -455,7 +472,7 @@ def test_a_start_whose_network_fails_late_leaves_nothing_behind(daemon):
         state = inspect(daemon, "container", "late")["State"]
         assert state["Status"] == "created" and "No such device" in state["Error"]
         cid = inspect(daemon, "container", "late")["Id"]
-        assert not subprocess.run(["pgrep", "-f", f"dockyard-mon.*{cid}"], capture_output=True).stdout
+        assert wait_for(lambda: not _monitors_of(cid))
         assert not (daemon.exec_root / "netns" / cid).exists()
         with open("/proc/self/mountinfo") as f:
             assert cid not in f.read()
@@ -499,8 +516,8 @@ def test_running_containers_keep_their_network_across_a_daemon_restart(daemon):
     try:
         dk(daemon, "run", "-d", "--name", "kept", "--network", "keep", "--network-alias", "k",
            "-p", "18490:80", "busybox", *HTTPD)
-        daemon.kill()
-        assert b"hello from the container" in tcp_request("127.0.0.1", 18490, b"GET / HTTP/1.0\r\n\r\n")
+        daemon.kill()  # (httpd listens a moment after the run's answer)
+        assert wait_for(lambda: b"hello from the container" in _get4(18490))
         daemon.start()
         assert b"hello from the container" in tcp_request("127.0.0.1", 18490, b"GET / HTTP/1.0\r\n\r\n")
         res = dk(daemon, "run", "--rm", "--network", "keep", "busybox", "wget", "-qO-", "http://k/")
@@ -511,7 +528,7 @@ def test_running_containers_keep_their_network_across_a_daemon_restart(daemon):
         res = dk(daemon, "run", "-d", "-p", "18490:80", "busybox", "true", check=False)
         assert "port is already allocated" in res.stderr  # re-learnt
         dk(daemon, "stop", "-t", "1", "kept")
-        assert "18490" not in nft_table(daemon)
+        assert wait_for(lambda: "18490" not in nft_table(daemon))
         # what the host lost while the daemon was away (a reboot) is made again at start
         bridge = "br-" + inspect(daemon, "network", "keep")["Id"][:12]
         daemon.kill()
