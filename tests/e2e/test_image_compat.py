@@ -13,6 +13,7 @@ import io
 import json
 import tarfile
 
+import docker
 import pytest
 
 from dockyard.spec.digest import Digest
@@ -130,3 +131,30 @@ def test_image_prune_lists_the_released_layers(daemon):
     out = daemon.docker("image", "prune", "-a", "-f", "--filter", "label=compat=prune").stdout
     assert lines(out)[:5] == ["Deleted Images:", "untagged: compat-prune:1",
                               f"deleted: {pruned}", f"deleted: {c2}", f"deleted: {c1}"]
+
+
+# -- DockerVersion of imported and committed images -------------------------------------------
+
+def test_imported_and_committed_images_carry_the_engine_version(daemon):
+    """dockerd writes its version as the config's ``docker_version`` on import and commit
+    (inspect's DockerVersion); a commit also records its container (shown below API 1.45)."""
+    version = daemon.docker("version", "-f", "{{.Server.Version}}").stdout.strip()
+    daemon.docker("import", "-", "compat-imported:1", input=layer_tar({"compat/i": "i"}))
+    daemon.docker("run", "--network", "none", "--name", "compat-c2", "busybox:latest",
+                  "sh", "-c", "echo b > /b")
+    daemon.docker("commit", "-m", "msg", "compat-c2", "compat-committed:1")
+    container = daemon.docker("inspect", "-f", "{{.Id}}", "compat-c2").stdout.strip()
+    daemon.docker("rm", "compat-c2")
+    for ref in ("compat-imported:1", "compat-committed:1"):
+        shown = daemon.docker("image", "inspect", "-f", "{{.DockerVersion}}", ref).stdout
+        assert shown.strip() == version, ref
+    client = daemon.client()
+    try:
+        doc = client.api.inspect_image("compat-committed:1")
+        assert doc["Comment"] == "msg" and "Container" not in doc
+        old = docker.APIClient(base_url=daemon.docker_host, version="1.41")
+        assert old.inspect_image("compat-committed:1")["Container"] == container
+        old.close()
+    finally:
+        client.close()
+    daemon.docker("rmi", "compat-imported:1", "compat-committed:1")
