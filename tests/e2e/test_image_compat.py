@@ -158,3 +158,18 @@ def test_imported_and_committed_images_carry_the_engine_version(daemon):
     finally:
         client.close()
     daemon.docker("rmi", "compat-imported:1", "compat-committed:1")
+
+
+# -- docker load of input that is not an image archive -----------------------------------------
+
+UNTAR = "Error processing tar file(exit status 1): "
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"hello\n", UNTAR + "unexpected EOF"),
+    (b"garbage " * 200, UNTAR + "archive/tar: invalid tar header"),
+    (layer_tar({"compat/x": "x"})[:700], UNTAR + "unexpected EOF"),  # a truncated tar
+])
+def test_load_of_garbage_fails_in_dockerds_words(daemon, data, message):
+    out = daemon.docker("load", input=data, check=False)
+    assert (out.returncode, out.stdout, out.stderr.strip()) == (1, "", message)
