@@ -1,7 +1,7 @@
 """Image commands where dockyard once answered differently from dockerd 20.10 (compared side
 by side with dockyard.testing.refdockerd): what `rmi` and `image prune` list, the
-DockerVersion of imported and committed images, the outer tar of `docker save`, and the
-errors of `docker load` on input that is not an image archive.
+DockerVersion of imported and committed images, and the errors of `docker load` on input that
+is not a tar.
 
 The expectations are dockerd's answers, written down; the reference itself is not needed.
 """
