@@ -9,8 +9,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "src" / "dockyard"
 
-# What each layer may import (besides itself, the leaf modules errdefs and metadb, and the
-# standard library).
+# What each layer may import (besides itself, the leaf modules errdefs and metadb, the
+# package root (its version constants) and the standard library).
 ALLOWED = {
     "spec": set(),
     "http": {"spec"},

@@ -31,7 +31,8 @@ class ContainerOpsMixin:
             image = await asyncio.to_thread(
                 commit_image, self.engine.images, c.image_id, upper, form=form,
                 container_config=cfg, changes=list(changes), comment=comment, author=author,
-                created_by=c.command(), names=names)
+                created_by=c.command(), names=names, container_id=c.id,
+                run_config=dict(c.config))
             # before the unpause, as dockerd: pause, (image) tag, commit, unpause
             for name in names:  # moby's TagImage logs it (actor: the image)
                 self.engine.events.emit("image", "tag", str(image.id),

@@ -8,7 +8,8 @@ and what is left is a map of entry name -> blob. The archive is hostile: names a
 absolute name is relative to the archive root, a ``..`` that climbs out is refused), a name may
 appear only once, and symlinks and hardlinks are followed inside the archive's own name space
 (moby's FollowSymlinkInScope), never on a file system: nothing here extracts anything.
-Truncated or corrupt input (tar, gzip, zstd) is an InvalidArgument; a failed blob is aborted,
+Truncated or corrupt input (tar, gzip, zstd) is an InvalidArgument (in dockerd's words where
+dockerd has them: a load's errors reach clients as they are); a failed blob is aborted,
 and blobs already committed are left unreferenced under the caller's lease, for gc.
 
 Writing (`TarWriter`): PAX headers (tarformat.encode_header), owner 0, mtime 0, modes 0755 and
@@ -45,7 +46,13 @@ MAX_JSON_SIZE = 4 << 20  # manifest.json, index.json, oci-layout: Docker's are a
 MAX_ENTRIES = 100_000
 MAX_LINK_HOPS = 255  # moby/sys/symlink's limit
 DOCUMENTS = frozenset({"manifest.json", "index.json", "oci-layout"})
-_TRUNCATED = "invalid archive: unexpected end of archive (truncated?)"
+# Input that is not a whole tar gets dockerd's words (clients and scripts see them): dockerd
+# untars a load in a child process, whose failure it reports as "Error processing tar
+# file(<exit status>): <the child's error>" (moby pkg/chrootarchive); a gzip stream that ends
+# early fails in dockerd's own decompressor, with no output from the child.
+_TRUNCATED = "Error processing tar file(exit status 1): unexpected EOF"
+_BAD_HEADER = "Error processing tar file(exit status 1): archive/tar: invalid tar header"
+_GZIP_TRUNCATED = "Error processing tar file(unexpected EOF): "
 _FILE_TYPES = frozenset((tf.REG, tf.AREG, tf.CONT))
 
 
@@ -164,7 +171,7 @@ class _TarEntries:
         try:
             return self._src.readinto(view) or 0
         except EOFError:  # gzip: the stream ended inside a member
-            raise InvalidArgument(_TRUNCATED) from None
+            raise InvalidArgument(_GZIP_TRUNCATED) from None
         except (gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
             raise InvalidArgument(f"invalid archive: bad compression: {exc}") from None
         except InvalidArgument as exc:  # zstd's own truncation check
@@ -216,7 +223,8 @@ class _TarEntries:
             try:
                 hdr = tf.parse_header(bytes(block))
             except InvalidArgument as exc:
-                raise InvalidArgument(f"invalid archive: {exc}") from None
+                log.debug("not a tar header: %s", exc)
+                raise InvalidArgument(_BAD_HEADER) from None
             if hdr.type in tf.META:
                 if hdr.size > tf.MAX_META_SIZE:
                     raise InvalidArgument(f"invalid archive: {hdr.size}-byte extended header")

@@ -15,9 +15,11 @@ with its messages word for word, because clients show them:
   remaining references, stopped containers.
 - After a delete, with ``prune``, the parent image is deleted too if nothing else holds it.
 
-Each step is one transaction of the image store; the layer snapshots an image no longer shares
-are released right after its rows (reported as ``Deleted: <chain id>``, as Docker reports the
-layers it releases). Blob garbage collection is the service's, after the whole operation.
+Each step is one transaction of the image store; the layers an image no longer shares with
+another image or a container are released right after its rows, top down, each reported as
+``Deleted: <chain id>`` as dockerd's layer store reports them, unpacked or not (their snapshots,
+where there are any, are removed then). Blob garbage collection is the service's, after the
+whole operation.
 """
 
 from __future__ import annotations
@@ -205,9 +207,13 @@ class Deleter:
             self.store.delete_image(image_id)
         self.svc._event("delete", image_id, image_id)
         records.append(deleted(image_id))
-        for chain, usage in self.svc.release_layers(image, self.svc.images()):
-            records.append(deleted(chain))
-            self.reclaimed += usage
+        # A container of the image holds its layers (dockerd's RWLayer holds the image's top
+        # layer, so `rmi -f` of an image a stopped container uses releases none); the snapshot
+        # would refuse as well, but a layer never unpacked has no snapshot to refuse.
+        if not self.users(image_id):
+            for chain, usage in self.svc.release_layers(image, self.svc.images()):
+                records.append(deleted(chain))
+                self.reclaimed += usage
         if prune and image.parent and self.store.get_image(image.parent) is not None:
             self._delete(image.parent, records, force=False, prune=True, quiet=True)
 

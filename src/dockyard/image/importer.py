@@ -3,7 +3,8 @@
 Owns:
 - `import_rootfs`: one layer from a tar stream (plain, gzip, zstd, bzip2 or xz), the config
   changes (changes.py), the image config Docker writes for an import (``comment`` and one
-  history entry, "Imported from -" or the message), an OCI manifest, registration. The layer
+  history entry, "Imported from -" or the message; ``docker_version``, the engine's version),
+  an OCI manifest, registration. The layer
   is stored as it came when it is plain, gzip or zstd (no recompression: a plain tar is its
   own DiffID, a compressed one keeps its bytes); bzip2 and xz, which no layer media type
   names, are stored decompressed. The tar is parsed on the way in, in the same pass that
@@ -25,6 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from dockyard import ENGINE_VERSION
 from dockyard.errdefs import InvalidArgument
 from dockyard.image.changes import parse_changes
 from dockyard.image.layerdiff import diff_layer
@@ -147,11 +149,13 @@ def now_rfc3339() -> str:
 
 def import_config(diff_id: Digest, container_config: dict, platform: Platform, comment: str,
                   created: str) -> bytes:
-    """The image config of an import, keys sorted as Docker's (a Go map) are."""
+    """The image config of an import, keys sorted as Docker's (a Go map) are; dockerd writes
+    its version as ``docker_version`` (the ``DockerVersion`` of inspect)."""
     doc: dict[str, object] = {
         "architecture": platform.architecture,
         "comment": comment,
         "created": created,
+        "docker_version": ENGINE_VERSION,
         "history": [{"created": created, "comment": comment}],
         "os": platform.os,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},

@@ -148,7 +148,7 @@ def image_inspect(image: Image, *, size: int, driver: str,
         "RepoTags": [familiar(r) for r in image.names],
         "RepoDigests": [familiar(r) for r in image.digests],
         "Parent": str(image.parent or ""),
-        "Comment": str(extra.get("comment") or ""),
+        "Comment": _comment(image),
     }
     if created:
         out["Created"] = created
@@ -178,6 +178,15 @@ def image_inspect(image: Image, *, size: int, driver: str,
     out["RootFS"] = rootfs
     out["Metadata"] = {"LastTagTime": go_time(image.last_tag_time) or ZERO_TIME}
     return out
+
+
+def _comment(image: Image) -> str:
+    """The config's comment, else the last history entry's (moby's inspect: a commit records
+    its message in the history alone)."""
+    comment = str(image.config.extra.get("comment") or "")
+    if not comment and image.config.history:
+        comment = image.config.history[-1].comment or ""
+    return comment
 
 
 def image_history(image: Image, layer_sizes: Sequence[int],

@@ -457,9 +457,14 @@ class ImageService:
         return {str(c) for i in images for c in chain_ids(list(i.diff_ids))}
 
     def release_layers(self, image: Image, remaining: Sequence[Image]) -> list[tuple[str, int]]:
-        """Remove the image's layer snapshots that no image in ``remaining`` uses, from the
-        top down, stopping at one a container (or anything else) still builds on; returns
-        (chain id, bytes it used on disk) for each removed."""
+        """Release the image's layers that no image in ``remaining`` uses, from the top down,
+        stopping at one a container (or anything else) still builds on; returns (chain id,
+        bytes its snapshot used on disk) for each released.
+
+        A layer that was never unpacked (an image loaded or imported and never run) has no
+        snapshot and is released all the same, with 0 bytes: dockerd's layer store holds every
+        layer of an image whether or not anything ran on it, and `rmi` lists each it releases.
+        """
         keep = self._referenced_chains(remaining)
         removed: list[tuple[str, int]] = []
         for chain in reversed([str(c) for c in chain_ids(list(image.diff_ids))]):
@@ -469,11 +474,39 @@ class ImageService:
                 usage = self.snapshots.usage(chain).size
                 self.snapshots.remove(chain)
             except NotFound:
-                continue
+                usage = 0
             except Conflict:
-                break
+                freed = self._remove_orphans_above(chain, keep)
+                if freed is None:
+                    break
+                usage = freed
             removed.append((chain, usage))
         return removed
+
+    def _remove_orphans_above(self, chain: str, keep: set[str]) -> int | None:
+        """Remove the snapshot ``chain`` and the layer snapshots built on it that no image
+        uses (those of an image deleted while a container held it: dockerd releases such a
+        layer when the container goes, and here it waits for a gc); None, removing nothing,
+        when anything else (a container, an unpack) builds on it. Returns the bytes freed."""
+        infos = list(self.snapshots.walk())
+        children: dict[str | None, list] = {}
+        for info in infos:
+            children.setdefault(info.parent, []).append(info)
+        above, todo = [], list(children.get(chain, ()))
+        while todo:
+            info = todo.pop()
+            if info.kind is not Kind.COMMITTED or not is_digest(info.key) or info.key in keep:
+                return None
+            above.append(info)
+            todo += children.get(info.key, ())
+        freed = 0
+        try:
+            for key in [*(i.key for i in reversed(above)), chain]:  # children before parents
+                freed += self.snapshots.usage(key).size
+                self.snapshots.remove(key)
+        except (Conflict, NotFound):
+            return None  # something came to build on it meanwhile
+        return freed
 
     def gc(self) -> GcResult:
         """Remove blobs no image reaches (target -> index -> manifests -> config + layers;

@@ -13,6 +13,7 @@ import tarfile
 import pytest
 import zstandard
 
+from dockyard import ENGINE_VERSION
 from dockyard.errdefs import InvalidArgument
 from dockyard.image.importer import export_rootfs, import_rootfs
 from dockyard.image.service import ImageService
@@ -55,7 +56,10 @@ def test_import_config_is_dockers(svc):
     image = import_rootfs(io.BytesIO(TREE), svc, changes=['CMD ["sh"]', "ENV A=1"],
                           names=["imp"], platform="linux/arm64/v8")
     doc = json.loads(image.config_raw)
-    assert list(doc) == sorted(doc)
+    assert list(doc) == ["architecture", "comment", "config", "created", "docker_version",
+                         "history", "os", "rootfs", "variant"]  # dockerd's keys, sorted
+    assert doc["docker_version"] == ENGINE_VERSION  # dockerd writes its version
+    assert svc.inspect("imp")["DockerVersion"] == ENGINE_VERSION
     assert doc["comment"] == "Imported from -"
     assert doc["history"] == [{"created": doc["created"], "comment": "Imported from -"}]
     assert doc["config"] == {"Env": ["A=1"], "Cmd": ["sh"]}

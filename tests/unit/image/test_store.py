@@ -18,7 +18,7 @@ from dockyard.image.service import ContainerUse, ImageService
 from dockyard.image.store import SCHEMA_VERSION, short_id
 from dockyard.spec import mediatypes as mt
 from dockyard.spec.digest import Digest
-from dockyard.spec.image import Descriptor, canonical_json
+from dockyard.spec.image import Descriptor, canonical_json, chain_ids
 from dockyard.spec.platform import Platform, default_platform
 from dockyard.testing.images import build_image, build_index, ingest_image, tar_layer
 
@@ -41,6 +41,13 @@ def make(svc, layers=(BASE,), names=(), created="2024-01-01T00:00:00Z", **kw):
 
 def used_by(mapping):
     return lambda image_id: mapping.get(image_id, [])
+
+
+def layers(img, below=0):
+    """The records of the image's released layers (never unpacked here), top down, as dockerd
+    lists them; ``below``: how many of its bottom layers stay (another image uses them)."""
+    chains = [str(c) for c in chain_ids(list(img.diff_ids))][below:]
+    return [{"Deleted": c} for c in reversed(chains)]
 
 
 # -- identity and lookup -------------------------------------------------------------------------
@@ -224,7 +231,8 @@ def test_rmi_untags_one_of_two_tags(svc):
 
 def test_rmi_last_tag_deletes_the_image(svc):
     img = make(svc, names=["busybox"])
-    assert svc.remove("busybox") == [{"Untagged": "busybox:latest"}, {"Deleted": str(img.id)}]
+    assert svc.remove("busybox") == [{"Untagged": "busybox:latest"}, {"Deleted": str(img.id)},
+                                     *layers(img)]
     assert svc.images() == []
 
 
@@ -237,7 +245,8 @@ def test_rmi_by_id_with_two_repositories_needs_force(svc):
     assert str(err.value) == message
     assert svc.get(img.id).names  # nothing changed
     assert svc.remove(img.short_id, force=True) == [
-        {"Untagged": "alpine:latest"}, {"Untagged": "busybox:latest"}, {"Deleted": str(img.id)}]
+        {"Untagged": "alpine:latest"}, {"Untagged": "busybox:latest"}, {"Deleted": str(img.id)},
+        *layers(img)]
 
 
 def test_rmi_by_id_with_two_tags_of_one_repository_also_needs_force(svc):
@@ -250,7 +259,7 @@ def test_rmi_by_id_with_one_tag_and_its_digest_untags_both(svc):
     img = make(svc, names=["busybox"], digest_names=True)
     assert svc.remove(img.id.encoded[:4]) == [  # sorted as strings: ":" before "@"
         {"Untagged": "busybox:latest"}, {"Untagged": f"busybox@{img.target.digest}"},
-        {"Deleted": str(img.id)}]
+        {"Deleted": str(img.id)}, *layers(img)]
 
 
 def test_rmi_last_tag_of_a_repository_drops_its_digests(svc):
@@ -266,7 +275,8 @@ def test_rmi_by_digest_reference(svc):
     ref = f"busybox@{img.target.digest}"
     assert svc.remove(ref) == [{"Untagged": ref}]
     assert svc.get("busybox").digests == []
-    assert svc.remove("busybox") == [{"Untagged": "busybox:latest"}, {"Deleted": str(img.id)}]
+    assert svc.remove("busybox") == [{"Untagged": "busybox:latest"}, {"Deleted": str(img.id)},
+                                     *layers(img)]
 
 
 def test_rmi_dangling_by_id(svc):
@@ -347,7 +357,8 @@ def test_rmi_parent_with_child_is_a_hard_conflict_and_children_prune_parents(svc
     assert str(err.value) == (f"conflict: unable to delete {parent.short_id} (cannot be forced) - "
                               "image has dependent child images")
     assert svc.remove("app") == [{"Untagged": "app:latest"}, {"Deleted": str(child.id)},
-                                 {"Deleted": str(parent.id)}]
+                                 *layers(child, below=1), {"Deleted": str(parent.id)},
+                                 *layers(parent)]
 
 
 def test_rmi_noprune_keeps_the_parent(svc):
@@ -359,10 +370,47 @@ def test_rmi_noprune_keeps_the_parent(svc):
 
 def test_rmi_does_not_prune_a_tagged_parent(svc):
     parent = make(svc, [BASE], names=["base"])
-    make(svc, [BASE, APP], names=["app"], parent="base")
+    child = make(svc, [BASE, APP], names=["app"], parent="base")
     records = svc.remove("app")
-    assert len(records) == 2
+    assert records == [{"Untagged": "app:latest"}, {"Deleted": str(child.id)},
+                       *layers(child, below=1)]
     assert svc.get("base").id == parent.id
+
+
+def test_rmi_lists_every_layer_it_releases_unpacked_or_not(svc):
+    """As dockerd 20.10: after the image, each layer no other image uses, top down (here none
+    was ever unpacked: no snapshot exists, and the layers are released all the same)."""
+    shared = make(svc, [BASE, APP], names=["shared"])
+    img = make(svc, [BASE, APP, OTHER], names=["three"])
+    b1, b2, b3 = [str(c) for c in chain_ids(list(img.diff_ids))]
+    assert svc.remove("three") == [{"Untagged": "three:latest"}, {"Deleted": str(img.id)},
+                                   {"Deleted": b3}]
+    assert svc.remove("shared") == [{"Untagged": "shared:latest"}, {"Deleted": str(shared.id)},
+                                    {"Deleted": b2}, {"Deleted": b1}]
+
+
+def test_rmi_releases_a_layer_under_one_a_deleted_image_left_to_its_container(svc):
+    """``rmi -f`` of a child a stopped container uses releases no layer (the container holds
+    them); once the container is gone, ``rmi`` of the parent releases the parent's layer too,
+    as dockerd's does (it released the child's layer silently with the container)."""
+    base = make(svc, [BASE], names=["base"])
+    child = make(svc, [BASE, APP], names=["child"], parent="base")
+    c1, c2 = [str(c) for c in chain_ids(list(child.diff_ids))]
+    for chain, parent in ((c1, None), (c2, c1)):  # as an unpack leaves them
+        svc.snapshots.prepare("extract-" + chain, parent)
+        svc.snapshots.commit(chain, "extract-" + chain)
+    svc.snapshots.prepare("container", c2)
+    in_use = used_by({str(child.id): ["f" * 64]})
+    assert svc.remove("child", force=True, in_use=in_use) == [
+        {"Untagged": "child:latest"}, {"Deleted": str(child.id)}]
+    assert svc.remove("base", prune_parents=False) == [  # still held through the container
+        {"Untagged": "base:latest"}, {"Deleted": str(base.id)}]
+    assert {i.key for i in svc.snapshots.walk()} == {c1, c2, "container"}
+    svc.snapshots.remove("container")
+    again = make(svc, [BASE], names=["base"], created="2024-05-01T00:00:00Z")
+    assert svc.remove("base") == [{"Untagged": "base:latest"}, {"Deleted": str(again.id)},
+                                  {"Deleted": c1}]
+    assert list(svc.snapshots.walk()) == []
 
 
 def test_rmi_collects_blobs_no_image_references(svc):
@@ -460,7 +508,7 @@ def test_summaries_shape(svc, three):
 def test_prune_dangling(svc, three):
     old, mid, new = three
     report = svc.prune()
-    assert report["ImagesDeleted"] == [{"Deleted": str(new.id)}]
+    assert report["ImagesDeleted"] == [{"Deleted": str(new.id)}, *layers(new)]
     assert report["SpaceReclaimed"] > 0
     assert ids(svc.list()) == [mid.id, old.id]
 
@@ -496,6 +544,22 @@ def test_prune_until(svc, three):
         svc.prune(filters={"reference": ["x"]})
     with pytest.raises(InvalidArgument, match=r"^invalid filter 'dangling=yes'$"):
         svc.prune(filters={"dangling": ["yes"]})
+
+
+def test_prune_all_lists_released_layers_after_each_image(svc):
+    """``image prune -a`` as dockerd's: each image's records, then the layers it alone held;
+    the layer both images share goes with the second one deleted."""
+    a = make(svc, [BASE], names=["a"])
+    b = make(svc, [BASE, APP], names=["b"])
+    first, second = sorted([a, b], key=lambda i: i.id)  # the order prune takes them in
+
+    def records(img, released):
+        return [{"Untagged": f"{img.names[0].rsplit('/', 1)[1]}"}, {"Deleted": str(img.id)},
+                *released]
+
+    expected = (records(first, layers(b, below=1) if first is b else []) +
+                records(second, layers(second)))
+    assert svc.prune(dangling_only=False)["ImagesDeleted"] == expected
 
 
 def test_prune_keeps_dangling_image_of_a_stopped_container(svc, three):
