@@ -19,6 +19,10 @@ lost is made again every ``gelf-tcp-reconnect-delay`` seconds, and after
 ``gelf-tcp-max-reconnect`` failures in a row what is queued is dropped, as go-gelf gives up
 on a message.
 
+The factory preloads this module (it imports nothing that is not preloaded already): a
+json-file container's monitor is no bigger for it (measured, docs/decisions.md), and a gelf
+container's is about a syslog one's.
+
 Must not: block the monitor's loop; import anything the factory has not preloaded.
 """
 
