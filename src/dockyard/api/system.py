@@ -35,7 +35,7 @@ PING_HEADERS = [("Cache-Control", "no-cache, no-store, must-revalidate"), ("Prag
 INDEX_SERVER = "https://index.docker.io/v1/"
 # The drivers this engine has; extend these as volume/network/log drivers land.
 PLUGINS = {"Volume": ["local"], "Network": ["bridge", "host", "macvlan", "null"], "Authorization": None,
-           "Log": ["json-file", "local", "syslog"]}
+           "Log": ["fluentd", "gelf", "json-file", "local", "syslog"]}
 DF_TYPES = ("container", "image", "volume", "build-cache")
 _BUILD_PRUNE_FILTERS = ("until", "id", "parent", "type", "description", "inuse", "shared",
                         "private", "label", "label!")

@@ -738,17 +738,18 @@ class ContainerService(ContainerOpsMixin):
 
     def _spawn_fields(self, c: Container, mounts=None, *, logging: bool = True) -> dict:
         """The monitor's SpawnRequest for ``c`` (also what `reclaim` needs after a crash:
-        not ``logging``, which a syslog address that has gone would fail)."""
+        not ``logging``, which a log server's address that has gone would fail)."""
         if mounts is None:
             mounts = self.engine.images.snapshots.mounts(c.snapshot_key)
         log_cfg = c.host_config.get("LogConfig") or {}
         info = logdrivers.tag_info(container_id=c.id, name=c.name, image_id=c.image_id,
                                    image_name=c.image_ref, command=c.command())
-        syslog = logdrivers.syslog_target(log_cfg, info) if logging else None
-        # dockerd's syslog cache keeps no attributes (its local driver has none)
-        attrs = {} if syslog is not None else logdrivers.attributes(
-            log_cfg.get("Config") or {}, labels=c.config.get("Labels") or {},
-            env=c.config.get("Env") or [], tag_info=info)
+        labels, env = c.config.get("Labels") or {}, c.config.get("Env") or []
+        remote = logdrivers.remote_target(log_cfg, info, labels=labels, env=env,
+                                          created=c.created) if logging else None
+        # dockerd's cache of a remote driver keeps no attributes (its local driver has none)
+        attrs = {} if remote is not None else logdrivers.attributes(
+            log_cfg.get("Config") or {}, labels=labels, env=env, tag_info=info)
         return dict(container_id=c.id, bundle=os.path.join(self.exec_dir, c.id),
                     state_dir=self._state_dir(c),
                     rootfs_mounts=[m.to_json() for m in mounts], log_path=c.log_path,
@@ -758,7 +759,8 @@ class ContainerService(ContainerOpsMixin):
                     runtime_root=os.path.join(self.engine.config.exec_root, "runtime"),
                     # removed after its exit: its rootfs is unmounted by the removal's
                     # deferred deletion (_rmtrees), after the answer
-                    keep_mounted=bool(c.host_config.get("AutoRemove")), syslog=syslog)
+                    keep_mounted=bool(c.host_config.get("AutoRemove")),
+                    remote_log=remote)
 
     def _state_dir(self, c: Container) -> str:
         return os.path.join(self.exec_dir, c.id, "monitor")

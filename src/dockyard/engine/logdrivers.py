@@ -1,7 +1,7 @@
 """Log drivers: which ones a container may name, their options, and the extra attributes.
 
 Owns the daemon's side of `HostConfig.LogConfig`: the drivers offered (``json-file``, the
-default; ``local``; ``none``; ``syslog``), their options checked at create as dockerd checks
+default; ``local``; ``none``; ``syslog``; ``gelf``; ``fluentd``), their options checked at create as dockerd checks
 them, where each driver's file lives, and the attributes written with every entry (``labels``,
 ``labels-regex``, ``env``, ``env-regex`` and the ``tag`` template, as dockerd's loginfo.go and
 loggerutils compute them). The monitor writes the file (engine/monitor/jsonlog.py); `docker
@@ -12,11 +12,12 @@ on-disk format is internal to Docker; here its file holds the same JSON lines as
 under ``local-logs/container.log``, with dockerd's local defaults (20 MB, 5 files,
 compressed). ``none`` keeps nothing: `docker logs` answers 501 as dockerd does.
 
-``syslog`` sends every line to a syslog server from the monitor (engine/monitor/syslogwriter.py
-owns its options and messages) and, as dockerd 20.10's "dual logging", also keeps a local
-cache for `docker logs` (``container-cached.log``, local's format and defaults, ``cache-max-size``
-/``cache-max-file``/``cache-compress``), unless ``cache-disabled`` is true: then `docker logs`
-answers 501. The ``cache-*`` options are every driver's, as in dockerd.
+``syslog``, ``gelf`` and ``fluentd`` send every line to a server from the monitor
+(engine/monitor/syslogwriter.py, gelfwriter.py and fluentdwriter.py own their options and
+messages; remotelog.py the sending) and, as dockerd 20.10's "dual logging", also keep a local
+cache for `docker logs` (``container-cached.log``, local's format and defaults,
+``cache-max-size``/``cache-max-file``/``cache-compress``), unless ``cache-disabled`` is true:
+then `docker logs` answers 501. The ``cache-*`` options are every driver's, as in dockerd.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import re
 from collections.abc import Mapping
 from urllib.parse import quote_plus
 
-from dockyard.engine.monitor import syslogwriter
+from dockyard.engine.monitor import gelfwriter, syslogwriter
 from dockyard.engine.monitor.jsonlog import FALSE_WORDS, TRUE_WORDS, parse_log_options
 from dockyard.errdefs import InvalidArgument, System, Unsupported
 
-DRIVERS = ("json-file", "local", "none", "syslog")
+DRIVERS = ("json-file", "local", "none", "syslog", "gelf", "fluentd")
+REMOTE = ("syslog", "gelf", "fluentd")  # sent by the monitor; `docker logs` reads the cache
 LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5", "compress": "true"}
 _LOCAL_OPTS = frozenset(LOCAL_DEFAULTS)
 # every driver takes these (the monitor writes as it reads; it never holds the container back
@@ -79,6 +81,12 @@ def validate(log_config: Mapping | None) -> None:
         parse_log_options({**LOCAL_DEFAULTS, **opts})
     elif driver == "syslog":
         syslogwriter.validate(opts)
+    elif driver == "gelf":
+        gelfwriter.validate(opts)
+    elif driver == "fluentd":  # msgpack stays out of the daemon until a fluentd container
+        from dockyard.engine.monitor import fluentdwriter
+
+        fluentdwriter.validate(opts)
 
 
 def log_file(driver: str, container_dir: str, container_id: str) -> str:
@@ -87,7 +95,7 @@ def log_file(driver: str, container_dir: str, container_id: str) -> str:
         return os.path.join(container_dir, "local-logs", "container.log")
     if driver == "none":
         return ""
-    if driver == "syslog":
+    if driver in REMOTE:
         return os.path.join(container_dir, "container-cached.log")
     return os.path.join(container_dir, f"{container_id}-json.log")
 
@@ -101,7 +109,7 @@ def cache_enabled(log_config: Mapping | None) -> bool:
 def monitor_options(log_config: Mapping | None) -> dict[str, str]:
     """The options the monitor's writer takes (rotation, compression)."""
     config = (log_config or {}).get("Config") or {}
-    if driver_of(log_config) == "syslog":  # the cache: local's defaults, cache-* options
+    if driver_of(log_config) in REMOTE:  # the cache: local's defaults, cache-* options
         cache = {k[len(_CACHE_PREFIX):]: v for k, v in config.items()
                  if k in _ANY_DRIVER and k.startswith(_CACHE_PREFIX) and k != "cache-disabled"}
         try:  # dockerd takes bad cache-* values at create; its cache keeps its defaults then
@@ -118,7 +126,7 @@ def monitor_options(log_config: Mapping | None) -> dict[str, str]:
 def readable(log_config: Mapping | None) -> bool:
     """Whether `docker logs` has a file to read for this configuration."""
     driver = driver_of(log_config)
-    return driver != "none" and (driver != "syslog" or cache_enabled(log_config))
+    return driver != "none" and (driver not in REMOTE or cache_enabled(log_config))
 
 
 def reading_options(log_config: Mapping | None) -> dict[str, str]:
@@ -129,18 +137,35 @@ def reading_options(log_config: Mapping | None) -> dict[str, str]:
             if k in ("max-size", "max-file", "compress")}
 
 
-def syslog_target(log_config: Mapping | None, tag: Mapping[str, str]) -> dict | None:
-    """The monitor's syslog target (SpawnRequest.syslog) for a syslog container, else None.
-    The tag defaults to the short id, as dockerd's; the PID is the daemon's."""
-    if driver_of(log_config) != "syslog":
+def remote_target(log_config: Mapping | None, info: Mapping[str, str], *,
+                  labels: Mapping[str, str], env: list[str], created: str) -> dict | None:
+    """The monitor's ``remote_log`` (SpawnRequest) for a syslog, gelf or fluentd container,
+    else None: where to send and what each message carries, computed once here. The tag
+    defaults to the short id in all three, as dockerd's; syslog's PID is the daemon's."""
+    driver = driver_of(log_config)
+    if driver not in REMOTE:
         return None
     opts = (log_config or {}).get("Config") or {}
+    tag = render_tag(opts.get("tag") or "{{.ID}}", info)
+    # dockerd's ExtraAttributes: labels and env alone (the tag is a field of its own here)
+    attrs = attributes({k: v for k, v in opts.items() if k != "tag"}, labels=labels, env=env,
+                       tag_info=info)
     try:
-        target = syslogwriter.target(opts, tag=render_tag(opts.get("tag") or "{{.ID}}", tag),
-                                     hostname=tag["Hostname"], pid=os.getpid())
-    except InvalidArgument as exc:  # the unix path went away since the create
+        if driver == "syslog":
+            return {"driver": "syslog", **syslogwriter.target(
+                opts, tag=tag, hostname=info["Hostname"], pid=os.getpid()).to_json()}
+        if driver == "gelf":
+            fields = {"container_id": info["FullID"], "container_name": info["Name"],
+                      "image_id": info["ImageFullID"], "image_name": info["ImageName"],
+                      "command": info["Command"], "tag": tag, "created": created}
+            return gelfwriter.target(opts, fields=fields, attrs=attrs,
+                                     hostname=info["Hostname"]).to_json()
+        from dockyard.engine.monitor import fluentdwriter
+
+        return fluentdwriter.target(opts, tag=tag, container_id=info["FullID"],
+                                    container_name="/" + info["Name"], attrs=attrs)
+    except InvalidArgument as exc:  # e.g. a syslog unix path that went away since the create
         raise System(f"failed to initialize logging driver: {exc}") from None
-    return target.to_json()
 
 
 def attributes(opts: Mapping[str, str], *, labels: Mapping[str, str], env: list[str],

@@ -13,7 +13,8 @@ INFO = ld.tag_info(container_id="c" * 64, name="/web", image_id="sha256:" + "d" 
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"Type": "gelf"}, 'plugin "gelf" not found'),
+    ({"Type": "splunk"}, 'plugin "splunk" not found'),
+    ({"Type": "gelf"}, "gelf-address is a required parameter"),
     ({"Type": "local", "Config": {"labels": "a"}}, "unknown log opt 'labels' for log driver local"),
     ({"Type": "json-file", "Config": {"max-file": "0"}}, "max-file cannot be less than 1"),
     ({"Config": {"mode": "sometimes"}}, "logging mode not supported: sometimes"),

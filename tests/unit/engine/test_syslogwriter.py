@@ -114,17 +114,22 @@ def test_the_cache_and_what_docker_logs_may_read():
         ld.reading_options(off)
 
 
+def _remote(config, info):
+    return ld.remote_target(config, info, labels={}, env=[], created="2026-11-28T09:37:28Z")
+
+
 def test_the_target_defaults_to_the_short_id_as_tag():
     info = ld.tag_info(container_id=CID + "0" * 52, name="/web", image_id="sha256:" + "d" * 64,
                        image_name="busybox", command="true")
-    t = ld.syslog_target({"Type": "syslog", "Config": {}}, info)
-    assert (t["tag"], t["network"], t["facility"], t["format"]) == (CID, "", 24, "")
+    t = _remote({"Type": "syslog", "Config": {}}, info)
+    assert (t["driver"], t["tag"], t["network"], t["facility"], t["format"]) == \
+        ("syslog", CID, "", 24, "")
     assert t["pid"] == os.getpid() and t["buffer"] == sw.BLOCKING_BUFFER
-    t = ld.syslog_target({"Type": "syslog", "Config": {
+    t = _remote({"Type": "syslog", "Config": {
         "tag": "{{.Name}}", "mode": "non-blocking", "max-buffer-size": "2k"}}, info)
     assert (t["tag"], t["buffer"]) == ("web", 2000)
-    assert sw.Target.from_json(t).to_json() == t
-    assert ld.syslog_target({"Type": "json-file"}, info) is None
+    assert sw.Target.from_json(t).to_json() == {k: v for k, v in t.items() if k != "driver"}
+    assert _remote({"Type": "json-file"}, info) is None
 
 
 # -- the endpoint, on real sockets --------------------------------------------------------------

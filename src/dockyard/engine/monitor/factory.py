@@ -66,6 +66,7 @@ def preload() -> None:
         import zlib  # noqa: F401
 
         import dockyard.engine.monitor.monitor  # noqa: F401
+        import dockyard.engine.monitor.gelfwriter  # noqa: F401  (shared: see its docstring)
         import dockyard.engine.monitor.syslogwriter  # noqa: F401  (shared: see its docstring)
         import dockyard.runtime.cgroups  # noqa: F401
         import dockyard.runtime.cgroups.v1  # noqa: F401

@@ -1,8 +1,8 @@
 """One container's monitor: the process that owns its stdio, logs, attach streams and exit.
 
 Forked by the factory (factory.py) from a warm interpreter, a monitor makes itself the child
-subreaper, claims ``<state_dir>/monitor.sock``, opens the json-file log (and for the syslog
-driver connects to the server: syslogwriter.py), makes the container's
+subreaper, claims ``<state_dir>/monitor.sock``, opens the json-file log (and for the syslog,
+gelf and fluentd drivers connects to the server: remotelog.py), makes the container's
 stdio (pipes, or a console socket for a TTY), and has a short-lived helper child mount the
 root filesystem and create and start the container (runtimes.py). It reports "started" (or
 why not) on the spawn connection, then runs one single-threaded epoll loop over: the
@@ -267,7 +267,7 @@ class Monitor:
         self.lean_start = False
         self.late_teardown = False  # the exit is told first, the teardown follows (record)
         self.logfile: jsonlog.JSONFileWriter | None = None
-        self.syslog = None  # syslogwriter.SyslogWriter, for the syslog driver
+        self.remote = None  # remotelog.RemoteWriter, for the syslog, gelf and fluentd drivers
         self.undo: list = []  # performed in reverse when the start fails
         self.modules_at_fork = len(sys.modules)
 
@@ -407,8 +407,8 @@ class Monitor:
     def open_log(self) -> None:
         req = self.req
         _unlink(P.EXIT_FILE)
-        if req.syslog is not None:
-            self.open_syslog()
+        if req.remote_log is not None:
+            self.open_remote()
         if req.log_path:
             self.logfile = jsonlog.JSONFileWriter(
                 req.log_path, jsonlog.parse_log_options(req.log_opts),
@@ -417,22 +417,30 @@ class Monitor:
         else:  # the none driver
             self.logfile = jsonlog.NoLog()
 
-    def open_syslog(self) -> None:
-        """Connect to the syslog server; dockerd fails the start when it cannot."""
-        from dockyard.engine.monitor import syslogwriter  # preloaded by the factory
+    def open_remote(self) -> None:
+        """Connect to the log server; dockerd fails the start when it cannot. syslog's and
+        gelf's writers are preloaded by the factory; fluentd's (and msgpack) are imported
+        here, by a fluentd container's monitor alone."""
+        from dockyard.engine.monitor.remotelog import ConnectError
 
         req = self.req
-        writer = syslogwriter.SyslogWriter(
-            syslogwriter.Target.from_json(req.syslog),
-            on_error=lambda message: log.warning("%s: %s", req.container_id, message))
+        driver = req.remote_log["driver"]
+        if driver == "syslog":
+            from dockyard.engine.monitor import syslogwriter as module
+        elif driver == "gelf":
+            from dockyard.engine.monitor import gelfwriter as module
+        else:
+            from dockyard.engine.monitor import fluentdwriter as module
         try:
-            writer.connect()
-        except syslogwriter.ConnectError as exc:
+            writer = module.open_writer(
+                req.remote_log, lambda message: log.warning("%s: %s", req.container_id, message))
+        except ConnectError as exc:
             raise StartFailed(P.StartKind.LOGGING,
                               f"failed to initialize logging driver: {exc}") from None
-        self.syslog = writer
+        self.remote = writer
         self.undo.append(writer.close)
-        self.add(writer)
+        if writer.sock is not None:
+            self.add(writer)
 
     def claim_socket(self) -> None:
         """Listen on monitor.sock, unless a live monitor answers there (AlreadyExists)."""
@@ -541,8 +549,8 @@ class Monitor:
         while self.phase != "done":
             self.sync()
             wake = self.deadline
-            if self.syslog is not None and self.syslog.wake_at is not None:
-                wake = self.syslog.wake_at if wake is None else min(wake, self.syslog.wake_at)
+            if self.remote is not None and self.remote.wake_at is not None:
+                wake = self.remote.wake_at if wake is None else min(wake, self.remote.wake_at)
             timeout = -1 if wake is None else max(0.0, wake - time.monotonic())
             for fd, mask in self.epoll.poll(timeout, MAX_EVENTS):
                 ep = self.endpoints.get(fd)
@@ -590,8 +598,8 @@ class Monitor:
 
     def on_output(self, out: Output, data: bytes) -> None:
         self.logfile.write(out.stream, data)
-        if self.syslog is not None:
-            self.syslog.write(self, out.stream, data)
+        if self.remote is not None:
+            self.remote.write(self, out.stream, data)
         chunk = data if self.req.tty else P.frame(out.stream_id, data)
         for client in self.attached():
             if client.attach[out.stream] and not client.closing:
@@ -778,8 +786,8 @@ class Monitor:
         return reply.get("oom_kills", 0)
 
     def advance(self) -> None:
-        if self.syslog is not None:
-            self.syslog.tick(self)
+        if self.remote is not None:
+            self.remote.tick(self)
         now = time.monotonic()
         if self.phase == "draining" and (not self.outputs or now >= self.deadline):
             self.record()
@@ -787,16 +795,16 @@ class Monitor:
             self.deadline = now + FLUSH_TIMEOUT
         if self.phase == "flushing":
             busy = [ep for ep in self.endpoints.values() if isinstance(ep, Client) and ep.out]
-            if self.syslog is not None and self.syslog.pending():
-                busy.append(self.syslog)
+            if self.remote is not None and self.remote.pending():
+                busy.append(self.remote)
             if not busy or now >= self.deadline:
                 self.phase = "done"
                 if self.late_teardown:  # before the listener closes: see record()
                     _unlink(P.CONTROL_SOCKET)
                 for ep in list(self.endpoints.values()):
                     self.drop(ep)
-                if self.syslog is not None:
-                    self.syslog.close()
+                if self.remote is not None:
+                    self.remote.close()
 
     def record(self) -> None:
         """Everything is drained: write exit.json, tell the waiters."""
@@ -805,8 +813,8 @@ class Monitor:
         if self.stdin is not None:
             self.drop(self.stdin)
         self.logfile.close()
-        if self.syslog is not None:
-            self.syslog.flush_lines(self)
+        if self.remote is not None:
+            self.remote.flush_lines(self)
         try:
             _write_atomic(P.EXIT_FILE, jsonfast.dumps(self.exit.to_json()).encode())
         except OSError as exc:  # the waiters still hear it; a later connect() will not

@@ -201,9 +201,10 @@ class SpawnRequest:
     ``<bundle>/rootfs`` before create and unmounted after the exit (empty: the bundle's rootfs
     directory is used as it is). ``log_opts``: json-file options as Docker takes them
     (``max-size``, ``max-file``, ``compress``); ``log_path`` "" keeps no log (driver none);
-    ``log_attrs``: the extra attributes written with every entry. ``syslog``: for the syslog
-    driver, where the monitor sends each line too (`syslogwriter.Target` as JSON); ``log_path``
-    is then its local cache (or "": ``cache-disabled``). ``runtime``: "dockyard" for the runtime
+    ``log_attrs``: the extra attributes written with every entry. ``remote_log``: for the syslog,
+    gelf and fluentd drivers, where and how the monitor sends each line too (``driver`` names
+    the module's writer: remotelog.py); ``log_path`` is then its local cache (or "":
+    ``cache-disabled``). ``runtime``: "dockyard" for the runtime
     library (run by the monitor's helpers, no runtime binary), or the absolute path of a
     runc-compatible binary. ``runtime_root``: its state root; empty: the client's.
     ``start``: False to stop at "created" (attach, set up networking, then
@@ -243,7 +244,7 @@ class SpawnRequest:
     attach: dict | None = None
     keep_mounted: bool = False
     decides_start: bool = False
-    syslog: dict | None = None
+    remote_log: dict | None = None
 
     def to_json(self) -> dict:
         return {"container_id": self.container_id, "bundle": self.bundle,
@@ -254,7 +255,7 @@ class SpawnRequest:
                 "runtime": self.runtime, "runtime_root": self.runtime_root, "start": self.start,
                 "config_follows": self.config_follows, "attach": self.attach,
                 "keep_mounted": self.keep_mounted, "decides_start": self.decides_start,
-                "syslog": self.syslog}
+                "remote_log": self.remote_log}
 
     @classmethod
     def from_json(cls, data: object) -> "SpawnRequest":
@@ -270,8 +271,10 @@ class SpawnRequest:
             raise InvalidArgument("spawn request: log_opts must be an object")
         if not isinstance(attrs, dict):
             raise InvalidArgument("spawn request: log_attrs must be an object")
-        if data.get("syslog") is not None and not isinstance(data["syslog"], dict):
-            raise InvalidArgument("spawn request: syslog must be an object")
+        remote = data.get("remote_log")
+        if remote is not None and (not isinstance(remote, dict) or remote.get("driver") not in
+                                   ("syslog", "gelf", "fluentd")):
+            raise InvalidArgument("spawn request: remote_log must be an object naming a driver")
         req = cls(container_id=_str(data, "container_id"), bundle=_str(data, "bundle"),
                   state_dir=_str(data, "state_dir"), rootfs_mounts=mounts,
                   log_path=_str(data, "log_path", ""),
@@ -286,7 +289,7 @@ class SpawnRequest:
                   attach=_attach_flags(data.get("attach")),
                   keep_mounted=data.get("keep_mounted") is True,
                   decides_start=data.get("decides_start") is True,
-                  syslog=data.get("syslog"))
+                  remote_log=remote)
         for key in ("bundle", "state_dir", "log_path", "runtime_root"):
             if not getattr(req, key).startswith("/") and (key != "log_path" or req.log_path):
                 raise InvalidArgument(f"spawn request: {key} must be an absolute path")

@@ -11,13 +11,10 @@ in dockerd's messages (the monitor sends them on the daemon's behalf).
 
 The factory preloads this module (factory.py): its pages are shared, and importing it in a
 syslog container's monitor instead cost ~800 KiB of private memory there, against ~20 KiB
-for any monitor when preloaded (Private_Dirty, measured). `SyslogWriter` is one of the monitor's loop
-endpoints: it connects once at the start (a failure fails the start, with dockerd's words),
-then never blocks: messages wait in a bounded queue while the socket is full or the server
-gone (reconnects back off up to `RETRY_MAX`), and what does not fit is dropped.
-
-Must not: block the monitor's loop (sockets are non-blocking after the first connect), or
-hold the container's output back.
+for any monitor when preloaded (Private_Dirty, measured). `SyslogWriter` is one of the
+monitor's loop endpoints; the connection, the bounded queue and the reconnects are every
+remote driver's (remotelog.py): it connects once at the start (a failure fails the start,
+with dockerd's words), then never blocks.
 """
 
 from __future__ import annotations
@@ -25,14 +22,13 @@ from __future__ import annotations
 import errno
 import os
 import re
-import select
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 
 from dockyard.errdefs import InvalidArgument
-from dockyard.engine.monitor.jsonlog import LineSplitter
+from dockyard.engine.monitor.remotelog import (  # noqa: F401  (ConnectError: the monitor's)
+    BLOCKING_BUFFER, NON_BLOCKING_BUFFER, ConnectError, RemoteWriter, buffer_for, go_strerror)
 
 FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
               "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
@@ -45,11 +41,6 @@ SEVERITY = {"stdout": 6, "stderr": 3}  # LOG_INFO, LOG_ERR
 DEFAULT_PORT = 514
 LOCAL_PATHS = ("/dev/log", "/var/run/syslog", "/var/run/log")  # srslog's unixSyslog
 TRANSPORTS = ("tcp", "tcp+tls", "udp", "unix", "unixgram")  # moby's urlutil.IsTransportURL
-CONNECT_TIMEOUT = 10.0
-RETRY_MIN, RETRY_MAX = 0.1, 5.0
-SEND_BATCH = 65536  # bytes joined into one send on a stream socket
-BLOCKING_BUFFER = 8 << 20  # "mode=blocking" (the default): see docs/decisions.md
-NON_BLOCKING_BUFFER = 1_000_000  # dockerd's ring buffer default for max-buffer-size
 _PORT = r":[0-9]*$"  # patterns compiled where used: the monitor never needs them
 _INT = r"^[+-]?[0-9]+$"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -154,15 +145,9 @@ class Target:
 def target(opts: Mapping[str, str], *, tag: str, hostname: str, pid: int) -> Target:
     """The Target for a container's options (validated at create); ``tag`` rendered."""
     network, address = parse_address(opts.get("syslog-address", ""))
-    if opts.get("mode") == "non-blocking":
-        from dockyard.engine.monitor.jsonlog import parse_size
-
-        buffer = parse_size(opts["max-buffer-size"]) if "max-buffer-size" in opts \
-            else NON_BLOCKING_BUFFER
-    else:
-        buffer = BLOCKING_BUFFER
     return Target(network, address, parse_facility(opts.get("syslog-facility", "")),
-                  parse_format(opts.get("syslog-format", "")), tag, hostname, pid, buffer)
+                  parse_format(opts.get("syslog-format", "")), tag, hostname, pid,
+                  buffer_for(opts))
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -204,82 +189,29 @@ def format_message(t: Target, stream: str, line: bytes, ns: int) -> bytes:
     return head.encode() + line + b"\n"
 
 
-def go_strerror(code: int | None) -> str:
-    """An errno as Go's syscall.Errno prints it (strerror, lower case)."""
-    text = os.strerror(code) if code else "unknown error"
-    return text[:1].lower() + text[1:]
-
-
 # -- the socket -------------------------------------------------------------------------------
 
-class ConnectError(Exception):
-    """The first connection failed: dockerd's words, for the start's error."""
+class SyslogWriter(RemoteWriter):
+    """The monitor's endpoint for one container's syslog (remotelog.RemoteWriter): srslog's
+    messages, one per non-empty line; its local syslog tried as srslog's unixSyslog does."""
 
-
-class SyslogWriter:
-    """The monitor's endpoint for one container's syslog: `write` takes raw output of one
-    stream, `close` sends what is left of unfinished lines (as far as the socket takes it)
-    and closes. The loop calls `events`/`ready` while connected, `tick` at `wake_at`."""
-
-    registered = 0
+    name = "syslog"
 
     def __init__(self, t: Target, *, on_error: Callable[[str], None] = lambda message: None,
                  clock: Callable[[], int] = time.time_ns) -> None:
+        super().__init__(t.network, t.address, t.buffer, on_error=on_error, clock=clock)
         self.target = t
-        self.on_error = on_error
-        self.clock = clock
-        self.dgram = t.network in ("udp", "unixgram")
-        self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
-        self.queue: deque[bytes] = deque()
-        self.queued = 0  # bytes in `queue`
-        self.offset = 0  # of the queue's head already sent (a stream socket)
-        self.dropped = 0
-        self.sock: socket.socket | None = None
-        self.fd = -1
-        self.connecting = False
-        self.wake_at: float | None = None  # a reconnect is due then
-        self._retry = RETRY_MIN
 
-    # connecting
+    def encode(self, stream: str, piece: bytes, ns: int, final: bool) -> list[bytes]:
+        line = piece[:-1] if piece.endswith(b"\n") else piece
+        if not line:  # dockerd's syslogger logs nothing for an empty line
+            return []
+        return [format_message(self.target, stream, line, ns)]
 
-    def connect(self) -> None:
-        """The first connection, blocking (with a deadline): ConnectError with dockerd's
-        message when there is none to be had."""
-        try:
-            self.sock = self._dial(blocking=True)
-        except OSError as exc:
-            raise ConnectError(self._dial_error(exc)) from None
-        self.fd = self.sock.fileno()
-
-    def _dial(self, *, blocking: bool) -> socket.socket:
-        t = self.target
-        if not t.network:
+    def dial(self, *, blocking: bool) -> socket.socket:
+        if not self.network:
             return self._dial_local()
-        if t.network in ("unix", "unixgram"):
-            kind = socket.SOCK_STREAM if t.network == "unix" else socket.SOCK_DGRAM
-            family, addr = socket.AF_UNIX, t.address
-        else:
-            host, _, port = t.address.rpartition(":")
-            kind = socket.SOCK_STREAM if t.network == "tcp" else socket.SOCK_DGRAM
-            family, _, _, _, addr = socket.getaddrinfo(host.strip("[]"), int(port or 0),
-                                                       type=kind)[0]
-        sock = socket.socket(family, kind | socket.SOCK_CLOEXEC)
-        try:
-            if blocking:
-                sock.settimeout(CONNECT_TIMEOUT)
-                sock.connect(addr)
-                sock.setblocking(False)
-            else:
-                sock.setblocking(False)
-                code = sock.connect_ex(addr)
-                if code == errno.EINPROGRESS:
-                    self.connecting = True
-                elif code:
-                    raise OSError(code, os.strerror(code))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        return super().dial(blocking=blocking)
 
     def _dial_local(self) -> socket.socket:
         """srslog's unixSyslog: the first of the usual paths that answers, datagram first."""
@@ -296,153 +228,14 @@ class SyslogWriter:
                 return sock
         raise OSError(errno.ENOENT, "Unix syslog delivery error")
 
-    def _dial_error(self, exc: OSError) -> str:
-        t = self.target
-        if not t.network:
+    def connect_error(self, exc: OSError) -> str:
+        if not self.network:
             return "Unix syslog delivery error"
-        if isinstance(exc, socket.gaierror):
-            host = t.address.rpartition(":")[0]
-            return f"dial {t.network}: lookup {host}: no such host"
-        if isinstance(exc, TimeoutError) or exc.errno is None:
-            return f"dial {t.network} {t.address}: i/o timeout"
-        return f"dial {t.network} {t.address}: connect: {go_strerror(exc.errno)}"
+        return super().connect_error(exc)
 
-    # the loop's side
 
-    def events(self, mon) -> int:
-        if self.connecting or (self.queue and self.sock is not None):
-            return select.EPOLLOUT
-        return 0
-
-    def ready(self, mon, mask: int) -> None:
-        if self.connecting:
-            self.connecting = False
-            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                self._lost(mon, OSError(code, os.strerror(code)))
-                return
-            self._retry = RETRY_MIN
-        self._send(mon)
-
-    def tick(self, mon) -> None:
-        """Reconnect when it is due."""
-        if self.wake_at is None or time.monotonic() < self.wake_at:
-            return
-        self.wake_at = None
-        try:
-            self.sock = self._dial(blocking=False)
-        except OSError as exc:
-            self._backoff(exc)
-            return
-        self.fd = self.sock.fileno()
-        mon.add(self)
-        if not self.connecting:
-            self._retry = RETRY_MIN
-            self._send(mon)
-
-    def pending(self) -> bool:
-        return bool(self.queue)
-
-    def close(self) -> None:
-        """Close the socket (the monitor's `drop` and the end of its life both call this)."""
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self.fd = -1
-        self.registered = 0
-        self.connecting = False
-
-    # messages
-
-    def write(self, mon, stream: str, data: bytes) -> None:
-        self._queue(stream, self._splitters[stream].feed(data))
-        if self.sock is not None and not self.connecting:
-            self._send(mon)
-
-    def flush_lines(self, mon) -> None:
-        """The container's output has ended: what is left of unfinished lines."""
-        for stream, splitter in self._splitters.items():
-            self._queue(stream, splitter.flush())
-        if self.sock is not None and not self.connecting:
-            self._send(mon)
-
-    def _queue(self, stream: str, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        ns = self.clock()
-        for line in lines:
-            if line.endswith(b"\n"):
-                line = line[:-1]
-            if not line:  # dockerd's syslogger logs nothing for an empty line
-                continue
-            msg = format_message(self.target, stream, line, ns)
-            if self.queue and self.queued + len(msg) > self.target.buffer:
-                if not self.dropped:
-                    self.on_error("syslog: the buffer is full; dropping messages until "
-                                  "the server takes them")
-                self.dropped += 1
-                continue
-            self.queue.append(msg)
-            self.queued += len(msg)
-
-    def _send(self, mon) -> None:
-        try:
-            if self.dgram:
-                self._send_datagrams()
-            else:
-                self._send_stream()
-        except (BlockingIOError, InterruptedError):
-            return  # the loop waits for room
-        except OSError as exc:
-            self._lost(mon, exc)
-            return
-        if not self.queue and self.dropped:
-            self.on_error(f"syslog: {self.dropped} messages dropped")
-            self.dropped = 0
-
-    def _send_datagrams(self) -> None:
-        while self.queue:
-            msg = self.queue[0]
-            try:
-                self.sock.send(msg)
-            except OSError as exc:
-                if exc.errno != errno.EMSGSIZE:
-                    raise
-                self.on_error(f"syslog: a message of {len(msg)} bytes is too long to send")
-            self.queue.popleft()
-            self.queued -= len(msg)
-
-    def _send_stream(self) -> None:
-        while self.queue:
-            batch, size = [], 0
-            for msg in self.queue:
-                batch.append(msg)
-                size += len(msg)
-                if size >= SEND_BATCH:
-                    break
-            data = b"".join(batch) if len(batch) > 1 else batch[0]
-            view = memoryview(data)[self.offset:]
-            taken = self.sock.send(view)
-            sent = self.offset + taken
-            while self.queue and sent >= len(self.queue[0]):
-                msg = self.queue.popleft()
-                self.queued -= len(msg)
-                sent -= len(msg)
-            self.offset = sent
-            if taken < len(view):
-                return  # the socket is full: the loop waits for room
-
-    def _lost(self, mon, exc: OSError) -> None:
-        """The connection failed: a reconnect later sends the message in flight whole again."""
-        mon.drop(self)
-        self.close()
-        self.offset = 0
-        self.on_error(f"syslog: {self.target.network} {self.target.address}: "
-                      f"{go_strerror(exc.errno)}; reconnecting")
-        self._retry = RETRY_MIN
-        self.wake_at = time.monotonic() + (0 if self.dgram and exc.errno == errno.ECONNREFUSED
-                                           and self.target.network == "udp" else RETRY_MIN)
-
-    def _backoff(self, exc: OSError) -> None:
-        self._retry = min(RETRY_MAX, self._retry * 2)
-        self.wake_at = time.monotonic() + self._retry
+def open_writer(data: Mapping, on_error: Callable[[str], None]) -> SyslogWriter:
+    """The monitor's writer for a SpawnRequest's ``remote_log``, connected (ConnectError)."""
+    writer = SyslogWriter(Target.from_json(data), on_error=on_error)
+    writer.connect()
+    return writer
