@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import socket
 
 import docker
@@ -150,11 +151,18 @@ def test_an_imported_or_committed_image_gets_its_tag_time(daemon, client):
 
 # -- the lifecycle, as dockerd runs it (a second audit) ------------------------------------------
 
+def _ms(t: float, up: bool) -> str:
+    """``t`` in the CLI's seconds.milliseconds, rounded down (a since) or up (an until), so
+    that the window holds every event from ``since`` to ``until``."""
+    ms = math.ceil(t * 1000) if up else math.floor(t * 1000)
+    return f"{ms // 1000}.{ms % 1000:03d}"
+
+
 def _events(d, since: float, cid: str) -> list[tuple[str, str, dict]]:
     import time as _time
 
-    out = d.docker("events", "--since", f"{since:.3f}", "--until", f"{_time.time():.3f}",
-                   "--format", "{{json .}}").stdout
+    out = d.docker("events", "--since", _ms(since, up=False),
+                   "--until", _ms(_time.time(), up=True), "--format", "{{json .}}").stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     return [(e["Type"], e["Action"], e["Actor"]["Attributes"]) for e in rows
             if e["Actor"]["ID"] == cid or e["Type"] == "image"]
@@ -272,8 +280,9 @@ def test_kill_exec_prune_and_cp_answers_name_what_was_asked(daemon, client):
     gone = client.containers.create("busybox", ["true"], network_mode="none")
     client.containers.prune()
     events = _events(daemon, since, gone.id)
-    out = daemon.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-                        "--filter", "event=prune", "--format", "{{.Type}} {{json .Actor}}").stdout
+    out = daemon.docker("events", "--since", _ms(since, up=False),
+                        "--until", _ms(time.time(), up=True), "--filter", "event=prune",
+                        "--format", "{{.Type}} {{json .Actor}}").stdout
     assert "container" in out and '"reclaimed"' in out
     assert _actions(events)[-1] == "destroy"
 

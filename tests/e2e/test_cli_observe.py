@@ -26,6 +26,14 @@ def daemon(tmp_path_factory):
         d.import_busybox("busybox:latest")
         d.docker("run", "-d", "--name", "box", "busybox", "sh", "-c",
                  "mkdir -p /data/sub && echo hi > /data/f && ln -s /etc /data/l && sleep 600")
+        client = d.client()
+        try:  # the script has run to its end: its one process is the sleep the shell became
+            deadline = time.monotonic() + 10
+            while [p[-1] for p in client.api.top("box")["Processes"]] != ["sleep 600"]:
+                assert time.monotonic() < deadline, client.api.top("box")
+                time.sleep(0.05)
+        finally:
+            client.close()
         yield d
 
 
@@ -50,15 +58,24 @@ def test_exec_output_and_status(daemon):
     assert ours.stderr.replace(b"dockyard", b"docker") == docker.stderr
 
 
+def _stty_size(p: PtyProcess) -> tuple[int, int] | str:
+    """What `stty size` reports: rows and columns, or its error for a size still 0x0."""
+    p.send("stty size\r")
+    got = p.expect(rb"(?:(\d+) (\d+)|stty: [^\r\n]*)\r\n")
+    return (int(got[1]), int(got[2])) if got[1] else got[0].decode().strip()
+
+
 def test_exec_it_on_a_terminal(daemon):
     with PtyProcess([*DOCKYARD, "exec", "-it", "box", "sh"], env=daemon.env) as p:
         p.expect(r"# ")
         p.send("echo $((3*4))\r")
         p.expect(r"12\r\n")
         p.resize(33, 90)
-        time.sleep(0.3)
-        p.send("stty size\r")
-        p.expect(r"33 90\r\n")
+        # SIGWINCH -> the CLI -> POST /resize -> the daemon sets the pty's size: later
+        deadline = time.monotonic() + 5
+        while (got := _stty_size(p)) != (33, 90):
+            assert time.monotonic() < deadline, f"stty size still {got}, not (33, 90)"
+            time.sleep(0.1)
         p.send("exit 6\r")
         assert p.wait() == 6
 

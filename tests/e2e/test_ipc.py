@@ -125,9 +125,10 @@ def test_a_restart_policy_restart_gets_a_new_dev_shm(daemon):
         # the second run found no /dev/shm/ran: a fresh tmpfs at each start, as dockerd
         assert wait_for(lambda: daemon.docker("inspect", "-f", "{{.RestartCount}}", cid)
                         .stdout.strip() == "1", 10)
-        time.sleep(0.5)
-        assert daemon.docker("inspect", "-f", "{{.State.Status}}", cid).stdout.strip() == "exited"
-        assert not _mounted(_shm(daemon, cid))
+        # (a kept /dev/shm/ran: the second run sleeps, "running", and the wait times out)
+        wait_for(lambda: daemon.docker("inspect", "-f", "{{.State.Status}}", cid)
+                 .stdout.strip() == "exited", 10, "the second run's exit")
+        wait_for(lambda: not _mounted(_shm(daemon, cid)), 10, "/dev/shm unmounted")
     finally:
         daemon.docker("rm", "-f", cid)
 

@@ -28,11 +28,13 @@ def pair(tmp_path_factory):
                 d.import_busybox(BUSYBOX_TAG)
                 d.docker("run", "-d", "--name", "obs", BUSYBOX_TAG, "sh", "-c",
                          "echo x > /tmp/new; rm /etc/group; sleep 600")
-                clients[name] = docker.APIClient(base_url=d.docker_host)
+                c = clients[name] = docker.APIClient(base_url=d.docker_host)
+                # the script has run to its end (/tmp/new made, /etc/group removed): its one
+                # process is the sleep the shell became
                 deadline = time.monotonic() + 10
-                while d.docker("exec", "obs", "test", "-f", "/tmp/new", check=False).returncode \
-                        and time.monotonic() < deadline:
-                    time.sleep(0.1)
+                while [p[-1] for p in c.top("obs")["Processes"]] != ["sleep 600"]:
+                    assert time.monotonic() < deadline, (name, c.top("obs"))
+                    time.sleep(0.05)
             yield clients
         finally:
             for c in clients.values():
@@ -96,13 +98,22 @@ def test_top_and_changes(pair):
     assert changes["dockyard"] == changes["dockerd"], changes
 
 
+def _exec_ended(c, exec_id: str) -> dict:
+    """exec inspect once the exec's exit is recorded (dockerd records it after exec start's
+    answer, as it handles the exit event)."""
+    deadline = time.monotonic() + 10
+    while (info := c.exec_inspect(exec_id))["Running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return info
+
+
 def test_exec_inspect_and_events(pair):
-    since = int(time.time()) - 1
+    since = time.time()  # this test's events only, on either daemon
     inspected = {}
     for n, c in pair.items():
         e = c.exec_create("obs", ["sh", "-c", "exit 3"], user="0", workdir="/tmp")
         c.exec_start(e["Id"])
-        inspected[n] = c.exec_inspect(e["Id"])
+        inspected[n] = _exec_ended(c, e["Id"])
     assert set(inspected["dockyard"]) == set(inspected["dockerd"])
     for field in ("ExitCode", "Running", "OpenStdin", "OpenStdout", "OpenStderr"):
         assert inspected["dockyard"][field] == inspected["dockerd"][field], field

@@ -143,6 +143,8 @@ def test_update_of_a_stopped_container_fails(rt, bundle):
 
 def test_events_stats_prints_one_stats_line(rt, bundle):
     cid, _ = started(rt, bundle("sh", "-c", "sleep 1000 & wait"))
+    wait_for(lambda: len(json.loads(rt.ok("ps", "--format", "json", cid).stdout)) == 2,
+             what="two processes")  # the shell has forked its sleep
     out = rt.ok("events", "--stats", cid).stdout
     assert out.count("\n") == 1
     event = json.loads(out)

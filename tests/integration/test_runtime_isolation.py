@@ -261,8 +261,10 @@ def test_cgroup_limits_apply_inside_and_an_oom_kill_ends_the_container(rt, bundl
         pids="cat /sys/fs/cgroup/pids/pids.max",
         cpu="cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us "
             "/sys/fs/cgroup/cpu/cpu.shares",
-        # a subshell, so that running out of pids ends it and not the probe
-        forks="(for i in $(seq 20); do sleep 0.2 & done; wait); echo status=$?",
+        # a subshell, so that running out of pids ends it and not the probe; the sleeps
+        # outlast the loop however slowly it forks (at half a CPU), and end with the
+        # container (its init ends below: the kernel kills the rest of its pid namespace)
+        forks="(for i in $(seq 20); do sleep 5 & done; wait); echo status=$?",
         # the last section replaces the shell: the OOM kill ends the container
         oom="exec dd if=/dev/zero of=/dev/null bs=64M count=1",
     )

@@ -483,7 +483,9 @@ def test_kill_of_a_paused_container_with_sigkill_stops_it(rt, bundle):
 
 # -- pause / resume -------------------------------------------------------------------------
 
-COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count; sleep 0.01; done"
+# written aside and renamed into place: a reader (a freeze) never finds it empty
+COUNTER = ("i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count.new; "
+           "mv /dev/shm/count.new /dev/shm/count; sleep 0.01; done")
 
 
 def test_pause_freezes_and_resume_thaws(rt, bundle):

@@ -329,7 +329,8 @@ def test_rshared_bind_propagates_both_ways(rt, bundle, shared_dir, tmp_path):
     wait_for_text(out, "ready")
     later = shared_dir / "later"
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "dylater", str(later)], check=True)
-    (later / "marker").write_text("propagated\n")
+    (later / "marker.new").write_text("propagated\n")
+    os.rename(later / "marker.new", later / "marker")  # the container waits for it: whole
     rt.wait_status(cid, "stopped", timeout=15)
     tag, ready, seen = out.read_text().split()
     # the container's /shared is a peer of the host's (a shared mount, not a slave), so a

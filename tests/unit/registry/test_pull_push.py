@@ -189,7 +189,10 @@ class _BadRegistry:
 ])
 def test_a_registry_that_answers_garbage_or_stalls(target, answer, expected):
     bad = _BadRegistry(answer)
-    client = Client(read_timeout=0.5, connect_timeout=0.5)
+    # short timeouts for the registry that stalls (its TLS handshake too: the connect
+    # timeout), room for a slow machine with the others
+    timeout = 0.5 if answer is None else 5
+    client = Client(read_timeout=timeout, connect_timeout=timeout)
     try:
         ref = parse_normalized_named(f"{bad.addr}/x/y:z")
         with pytest.raises((RegistryUnavailable, InvalidArgument), match=expected):
