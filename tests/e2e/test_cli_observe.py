@@ -70,6 +70,7 @@ def test_exec_it_on_a_terminal(daemon):
         p.expect(r"# ")
         p.send("echo $((3*4))\r")
         p.expect(r"12\r\n")
+        assert _stty_size(p) == (24, 80)  # the terminal's size from the start (ConsoleSize)
         p.resize(33, 90)
         # SIGWINCH -> the CLI -> POST /resize -> the daemon sets the pty's size: later
         deadline = time.monotonic() + 5

@@ -88,6 +88,46 @@ def test_exec_it_is_a_terminal_with_its_exit_code(daemon, sleeper):
     assert (res.returncode, res.stdout, res.stderr) == (4, "out\n", "err\n")
 
 
+def test_an_exec_terminal_has_the_clients_size_from_its_start(daemon, sleeper):
+    """The docker CLI sends its terminal's size with the exec (ConsoleSize, API 1.42): a
+    command that reads it at once sees it, not 0x0 until the CLI's first resize."""
+    for _ in range(3):
+        with pty(daemon, "exec", "-it", sleeper, "stty", "size", rows=33, cols=111) as p:
+            assert p.expect(rb"(?:\d+ \d+|stty: [^\r\n]*)\r\n").group(0) == b"33 111\r\n"
+            assert p.wait() == 0
+    import http.client
+    import socket as socketlib
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socketlib.socket(socketlib.AF_UNIX)
+            self.sock.connect(str(daemon.socket_path))
+
+    def exec_size(version: str, create: dict, start: dict) -> bytes:
+        conn = Conn("localhost")
+        body = {"Cmd": ["stty", "size"], "Tty": True, "AttachStdout": True, **create}
+        conn.request("POST", f"/{version}/containers/{sleeper}/exec", json.dumps(body),
+                     {"Content-Type": "application/json"})
+        eid = json.loads(conn.getresponse().read())["Id"]
+        conn.request("POST", f"/{version}/exec/{eid}/start", json.dumps({"Tty": True, **start}),
+                     {"Content-Type": "application/json"})
+        out = conn.getresponse().read()
+        conn.close()
+        return out.strip()
+
+    assert exec_size("v1.51", {"ConsoleSize": [20, 70]}, {}) == b"20 70"
+    assert exec_size("v1.51", {"ConsoleSize": [20, 70]}, {"ConsoleSize": [21, 71]}) == b"21 71"
+    assert exec_size("v1.41", {"ConsoleSize": [20, 70]}, {}).startswith(b"stty:")  # (1.42's)
+    conn = Conn("localhost")
+    conn.request("POST", f"/v1.51/containers/{sleeper}/exec",
+                 json.dumps({"Cmd": ["true"], "ConsoleSize": ["a", 1]}),
+                 {"Content-Type": "application/json"})
+    res = conn.getresponse()
+    status, text = res.status, res.read()
+    conn.close()
+    assert status == 400 and b"ExecConfig.ConsoleSize of type uint" in text
+
+
 def test_exec_into_stopped_or_paused_container_is_refused(daemon, sleeper):
     dk(daemon, "pause", sleeper)
     try:

@@ -15,6 +15,8 @@ from dockyard.errdefs import Conflict, InvalidArgument, NotFound, System
 from dockyard.http.request import Response, json_response
 from dockyard.http.router import Route
 from dockyard.engine import views
+from dockyard.engine.createtypes import parse_exec_start_body
+from dockyard.engine.execs import console_size
 from dockyard.api.params import parse_filters_json
 
 NO_CONTENT = Response(204)
@@ -226,13 +228,21 @@ class ContainerRoutes:
         body = await req.json()
         if not isinstance(body, dict):
             raise InvalidArgument("invalid JSON: expected an object")
+        if req.api_version < (1, 42):  # as dockerd: a field of 1.42
+            body = {k: v for k, v in body.items() if k.lower() != "consolesize"}
         inst = self.engine.execs.create(req.params["id"], body)
         return json_response({"Id": inst.id}, 201)
 
     async def exec_start(self, req) -> Response | None:
         # the body (Detach, Tty) must be read before the switch to a raw stream
         body = await req.json(default={}) or {}
+        if not isinstance(body, dict):
+            raise InvalidArgument("invalid JSON: expected an object")
+        body = parse_exec_start_body(body)
         inst = self.engine.execs.get(req.params["id"])
+        if req.api_version >= (1, 42) and not inst.started:
+            # the start's size, else the create's (moby's ContainerExecStart)
+            inst.console_size = console_size(body.get("ConsoleSize")) or inst.console_size
         if body.get("Detach"):
             self.svc._spawn_task(self.engine.execs.start(inst))
             return Response(200)

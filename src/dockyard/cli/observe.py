@@ -19,7 +19,7 @@ from dockyard.cli.command import Ctx, api_errors, describe
 from dockyard.cli.container import get_timestamp, parse_filters, validate_filter
 from dockyard.cli.flags import PROG, DockerParser
 from dockyard.cli.formatter import FormatError, parse_format, render
-from dockyard.cli.streams import ResizeMonitor, SignalProxy, Streamer
+from dockyard.cli.streams import ResizeMonitor, SignalProxy, Streamer, terminal_size
 from dockyard.cli.tabwriter import tabwrite
 from dockyard.cli.units import bytes_size, human_size_with_precision
 
@@ -55,6 +55,8 @@ def cmd_exec(ctx: Ctx, argv: list[str]) -> int:
             "AttachStdin": ns.interactive and not ns.detach, "AttachStdout": not ns.detach,
             "AttachStderr": not ns.detach, "Detach": ns.detach, "DetachKeys": detach_keys,
             "Env": env or None, "WorkingDir": ns.workdir, "Cmd": ns.args}
+    if ns.tty and ctx.stdout_is_tty():  # the terminal's size from its start, as docker's
+        body["ConsoleSize"] = list(terminal_size(ctx.out.fileno()))
     try:
         created = ctx.daemon.json("POST", f"/containers/{ns.container}/exec", json=body)
     except api_errors() as exc:

@@ -219,6 +219,10 @@ EXEC_REQUEST = Struct("types.ExecConfig", {
     "DetachKeys": STRING, "Env": STRINGS, "WorkingDir": STRING, "Cmd": STRINGS,
 })
 
+EXEC_START_REQUEST = Struct("types.ExecStartCheck", {
+    "Detach": BOOL, "Tty": BOOL, "ConsoleSize": EXEC_REQUEST.fields["ConsoleSize"],
+})
+
 UPDATE_REQUEST = Struct("container.UpdateConfig", {
     **RESOURCES_FIELDS,
     "RestartPolicy": HOST_CONFIG.fields["RestartPolicy"],
@@ -236,6 +240,11 @@ def parse_create_body(body: Mapping) -> dict:
 def parse_exec_body(body: Mapping) -> dict:
     """An exec create request's body (ExecConfig) as dockerd decodes it."""
     return parse_body(body, EXEC_REQUEST)
+
+
+def parse_exec_start_body(body: Mapping) -> dict:
+    """An exec start request's body (ExecStartCheck)."""
+    return parse_body(body, EXEC_START_REQUEST)
 
 
 def parse_update_body(body: Mapping) -> dict:

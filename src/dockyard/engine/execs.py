@@ -31,7 +31,16 @@ EXEC_TTL = 300.0  # seconds an ended exec stays inspectable (moby: 5 minutes)
 
 log = logging.getLogger(__name__)
 _FIELDS = {k.lower(): k for k in ("Cmd", "Tty", "AttachStdin", "AttachStdout", "AttachStderr",
-                                  "Env", "WorkingDir", "User", "Privileged", "DetachKeys")}
+                                  "Env", "WorkingDir", "User", "Privileged", "DetachKeys",
+                                  "ConsoleSize")}
+
+
+def console_size(value) -> tuple[int, int] | None:
+    """An exec's ``ConsoleSize`` ([height, width], type-checked at the API), or None for
+    none given; [0, 0] is none too, as moby's (a terminal of no size until a resize)."""
+    if not value or not any(value):
+        return None
+    return int(value[0]), int(value[1])
 
 
 class ExecInstance:
@@ -50,6 +59,9 @@ class ExecInstance:
         self.user = body.get("User") or ""
         self.privileged = bool(body.get("Privileged"))
         self.detach_keys = body.get("DetachKeys") or ""
+        # the terminal's size from its start (API 1.42): the docker CLI sends the user's, so
+        # a program that reads it at once sees it, not 0x0 until the CLI's first resize
+        self.console_size = console_size(body.get("ConsoleSize"))
         from dockyard.engine.attach import parse_detach_keys
 
         parse_detach_keys(self.detach_keys)  # a bad sequence is the request's fault (400)
@@ -124,7 +136,9 @@ class ExecService:
         for e in inst.env:
             env[e.split("=", 1)[0]] = e
         proc.update(args=inst.cmd, env=list(env.values()), terminal=inst.tty)
-        proc.pop("consoleSize", None)
+        proc.pop("consoleSize", None)  # the container's own: not the exec's
+        if inst.tty and inst.console_size is not None:
+            proc["consoleSize"] = {"height": inst.console_size[0], "width": inst.console_size[1]}
         if inst.workdir:
             proc["cwd"] = inst.workdir
         if inst.user:
