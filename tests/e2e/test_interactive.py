@@ -88,13 +88,8 @@ def test_exec_it_is_a_terminal_with_its_exit_code(daemon, sleeper):
     assert (res.returncode, res.stdout, res.stderr) == (4, "out\n", "err\n")
 
 
-def test_an_exec_terminal_has_the_clients_size_from_its_start(daemon, sleeper):
-    """The docker CLI sends its terminal's size with the exec (ConsoleSize, API 1.42): a
-    command that reads it at once sees it, not 0x0 until the CLI's first resize."""
-    for _ in range(3):
-        with pty(daemon, "exec", "-it", sleeper, "stty", "size", rows=33, cols=111) as p:
-            assert p.expect(rb"(?:\d+ \d+|stty: [^\r\n]*)\r\n").group(0) == b"33 111\r\n"
-            assert p.wait() == 0
+def _unix_http(daemon):
+    """An http.client connection class to the daemon's socket (raw API requests)."""
     import http.client
     import socket as socketlib
 
@@ -102,6 +97,43 @@ def test_an_exec_terminal_has_the_clients_size_from_its_start(daemon, sleeper):
         def connect(self):
             self.sock = socketlib.socket(socketlib.AF_UNIX)
             self.sock.connect(str(daemon.socket_path))
+
+    return Conn
+
+
+def test_a_containers_console_size_is_api_1_42s(daemon):
+    """HostConfig.ConsoleSize sizes a TTY container's terminal from its start; below API
+    1.42 it is ignored, as dockerd ignores it."""
+    Conn = _unix_http(daemon)
+
+    def run_size(version: str) -> str:
+        conn = Conn("localhost")
+        body = {"Image": "busybox", "Cmd": ["stty", "size"], "Tty": True,
+                "HostConfig": {"ConsoleSize": [20, 70], "NetworkMode": "none"}}
+        conn.request("POST", f"/{version}/containers/create", json.dumps(body),
+                     {"Content-Type": "application/json"})
+        res = conn.getresponse()
+        cid = json.loads(res.read())["Id"]
+        conn.close()
+        try:
+            dk(daemon, "start", cid)
+            dk(daemon, "wait", cid)
+            return dk(daemon, "logs", cid).stdout.strip()
+        finally:
+            dk(daemon, "rm", "-f", cid)
+
+    assert run_size("v1.51") == "20 70"
+    assert run_size("v1.41").startswith("stty:")
+
+
+def test_an_exec_terminal_has_the_clients_size_from_its_start(daemon, sleeper):
+    """The docker CLI sends its terminal's size with the exec (ConsoleSize, API 1.42): a
+    command that reads it at once sees it, not 0x0 until the CLI's first resize."""
+    for _ in range(3):
+        with pty(daemon, "exec", "-it", sleeper, "stty", "size", rows=33, cols=111) as p:
+            assert p.expect(rb"(?:\d+ \d+|stty: [^\r\n]*)\r\n").group(0) == b"33 111\r\n"
+            assert p.wait() == 0
+    Conn = _unix_http(daemon)
 
     def exec_size(version: str, create: dict, start: dict) -> bytes:
         conn = Conn("localhost")

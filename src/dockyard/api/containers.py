@@ -76,6 +76,10 @@ class ContainerRoutes:
         body = await req.json()
         if not isinstance(body, dict):
             raise InvalidArgument("invalid JSON: expected an object")
+        if req.api_version < (1, 42):  # as dockerd: HostConfig.ConsoleSize is 1.42's
+            body = {k: ({f: v for f, v in hc.items() if f.lower() != "consolesize"}
+                        if k.lower() == "hostconfig" and isinstance(hc, dict) else hc)
+                    for k, hc in body.items()}
         c, warnings = await self.svc.create(body, req.query.get("name") or None)
         return json_response({"Id": c.id, "Warnings": warnings}, 201)
 
