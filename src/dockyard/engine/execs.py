@@ -211,6 +211,7 @@ class ExecService:
                 inst.pid = proc.pid
                 await self._run_pipes(inst, proc, reader, writer)
         finally:
+            _close_pipes(proc)
             inst.running = False
             inst.work = None
             if console is not None:
@@ -223,11 +224,16 @@ class ExecService:
     async def _run_pipes(self, inst, proc, reader, writer) -> None:
         from dockyard.http.mux import encode_frame
 
+        sink = [writer]  # None once the client is gone: the exec runs on, its output dropped
+
         async def pump(stream, sid):
             while data := await stream.read(_CHUNK):
-                if writer is not None and ((sid == 1 and inst.stdout) or (sid == 2 and inst.stderr)):
-                    writer.write(encode_frame(sid, data))
-                    await writer.drain()
+                if sink[0] is not None and ((sid == 1 and inst.stdout) or (sid == 2 and inst.stderr)):
+                    try:
+                        sink[0].write(encode_frame(sid, data))
+                        await sink[0].drain()
+                    except OSError:  # (ConnectionResetError, BrokenPipeError)
+                        sink[0] = None
 
         async def feed():
             while reader is not None and (data := await reader.read(_CHUNK)):
@@ -370,13 +376,21 @@ class _FactoryProcess:
     """A runtime run by the monitor factory, with asyncio streams on its pipes (the shape of
     asyncio.subprocess.Process that `ExecService` uses)."""
 
-    def __init__(self, run, stdin, stdout, stderr) -> None:
+    def __init__(self, run, stdin, stdout, stderr, transports) -> None:
         self._run = run
         self.pid = run.pid
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self._transports = transports
 
     async def wait(self) -> int:
         return await self._run.wait()
+
+    def close(self) -> None:
+        """Close the pipes' transports. A read pipe's does not close itself at EOF under
+        uvloop (StreamReaderProtocol.eof_received asks to keep it open): left to the garbage
+        collector, its descriptor outlived the exec, for as long as a reference cycle held it."""
+        for t in self._transports:
+            t.close()
 
 
 async def _start_runtime(monitors, argv: list[str], tty: bool):
@@ -410,17 +424,38 @@ async def _start_runtime(monitors, argv: list[str], tty: bool):
     for fd in theirs:
         os.close(fd)
     stdin = None
-    if not tty:
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, _pipe_file(loop, mine.pop(0), "wb"))
-        stdin = asyncio.StreamWriter(transport, protocol, None, loop)
-    readers = []
-    for fd in mine:
-        reader = asyncio.StreamReader(limit=_CHUNK)
-        await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r),
-                                     _pipe_file(loop, fd, "rb"))
-        readers.append(reader)
-    return _FactoryProcess(run, stdin, readers[0], readers[1])
+    transports = []
+    try:
+        if not tty:
+            transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, _pipe_file(loop, mine.pop(0), "wb"))
+            transports.append(transport)
+            stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        readers = []
+        while mine:
+            reader = asyncio.StreamReader(limit=_CHUNK)
+            transport, _ = await loop.connect_read_pipe(
+                lambda r=reader: asyncio.StreamReaderProtocol(r),
+                _pipe_file(loop, mine.pop(0), "rb"))
+            transports.append(transport)
+            readers.append(reader)
+    except BaseException:
+        for t in transports:
+            t.close()
+        for fd in mine:
+            os.close(fd)
+        await run.close()
+        raise
+    return _FactoryProcess(run, stdin, readers[0], readers[1], transports)
+
+
+def _close_pipes(proc) -> None:
+    """The pipes of an exec's runtime process, closed once it is done (the factory's, or an
+    asyncio subprocess's: its transport closes them)."""
+    if isinstance(proc, _FactoryProcess):
+        proc.close()
+    elif getattr(proc, "_transport", None) is not None:
+        proc._transport.close()
 
 
 def _pipe_file(loop, fd: int, mode: str):
