@@ -5,6 +5,10 @@ Ports of containers without a network of their own, and a full inspect HostConfi
 
 from __future__ import annotations
 
+import json
+import os
+import time
+
 import docker
 import pytest
 
@@ -144,3 +148,27 @@ def test_cli_and_raw_creates_inspect_to_the_same_keys(daemon, client):
             "false", "json-file", "false"]
     finally:
         daemon.docker("rm", "-f", "bycli", "byraw")
+
+
+def test_graph_driver_data_names_the_containers_layer_directories(daemon):
+    """As overlay2's GraphDriver.Data: tools reach a running container's files from the host
+    through MergedDir, its own changes through UpperDir, the image's files in LowerDir."""
+    cid = daemon.docker("run", "-d", "--network", "none", "busybox", "sh", "-c",
+                        "echo mine > /made-here; exec sleep 600").stdout.strip()
+    try:
+        graph = json.loads(daemon.docker("inspect", "-f", "{{json .GraphDriver}}", cid).stdout)
+        data = graph["Data"]
+        assert set(data) == {"LowerDir", "MergedDir", "UpperDir", "WorkDir"}
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(data["UpperDir"], "made-here")):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with open(os.path.join(data["MergedDir"], "made-here")) as f:
+            assert f.read() == "mine\n"
+        assert os.path.exists(os.path.join(data["MergedDir"], "bin", "busybox"))
+        lowers = data["LowerDir"].split(":")
+        assert any(os.path.exists(os.path.join(p, ".dockerenv")) for p in lowers[:1])  # init
+        assert any(os.path.exists(os.path.join(p, "bin", "busybox")) for p in lowers[1:])
+        assert os.path.isdir(data["WorkDir"])
+    finally:
+        daemon.docker("rm", "-f", cid)

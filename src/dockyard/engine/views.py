@@ -4,7 +4,9 @@ filters folded by engine/listfilters.py."""
 
 from __future__ import annotations
 
-from dockyard.errdefs import InvalidArgument, NotFound
+import os
+
+from dockyard.errdefs import DockyardError, InvalidArgument, NotFound
 from dockyard.engine import inspectshape
 from dockyard.engine.container import CREATED, Container, parse_rfc3339
 from dockyard.engine.listfilters import ListFilter
@@ -85,8 +87,30 @@ def mounts(c: Container) -> list[dict]:
     return out
 
 
+def graph_driver(c: Container, engine) -> dict:
+    """Docker's GraphDriver of a container: on the overlay snapshotter, its layers' directories
+    as overlay2's Data names them (LowerDir, the init layer first, then the image's, newest
+    first; UpperDir, WorkDir; MergedDir, where its root is mounted while it runs), which
+    tools read to reach a container's files from the host; None on the copying snapshotter."""
+    data = None
+    if engine is not None:
+        try:
+            found = engine.images.snapshots.mounts(c.snapshot_key)
+        except DockyardError:
+            found = []
+        overlay = next((m for m in found if m.type == "overlay"), None)
+        if overlay is not None:
+            opts = dict(o.split("=", 1) for o in overlay.options if "=" in o)
+            if "upperdir" in opts:
+                data = {"LowerDir": ":".join(os.path.realpath(p)
+                                             for p in opts.get("lowerdir", "").split(":") if p),
+                        "MergedDir": os.path.join(engine.containers.exec_dir, c.id, "rootfs"),
+                        "UpperDir": opts["upperdir"], "WorkDir": opts.get("workdir", "")}
+    return {"Data": data, "Name": c.driver}
+
+
 def inspect(c: Container, engine) -> dict:
-    graph = {"Name": c.driver, "Data": None}
+    graph = graph_driver(c, engine)
     return {
         "Id": c.id, "Created": c.created, "Path": c.path, "Args": c.args,
         "State": {**vars(c.state), "Health": c.health} if c.health else dict(vars(c.state)),
