@@ -428,15 +428,16 @@ async def _start_runtime(monitors, argv: list[str], tty: bool):
     try:
         if not tty:
             transport, protocol = await loop.connect_write_pipe(
-                asyncio.streams.FlowControlMixin, _pipe_file(loop, mine.pop(0), "wb"))
+                asyncio.streams.FlowControlMixin, _pipe_file(loop, mine[0], "wb"))
+            mine.pop(0)  # the transport's now
             transports.append(transport)
             stdin = asyncio.StreamWriter(transport, protocol, None, loop)
         readers = []
         while mine:
             reader = asyncio.StreamReader(limit=_CHUNK)
             transport, _ = await loop.connect_read_pipe(
-                lambda r=reader: asyncio.StreamReaderProtocol(r),
-                _pipe_file(loop, mine.pop(0), "rb"))
+                lambda r=reader: asyncio.StreamReaderProtocol(r), _pipe_file(loop, mine[0], "rb"))
+            mine.pop(0)
             transports.append(transport)
             readers.append(reader)
     except BaseException:
