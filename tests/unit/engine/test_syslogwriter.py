@@ -12,6 +12,7 @@ import time
 import pytest
 
 from dockyard.engine import logdrivers as ld
+from dockyard.engine.monitor import remotelog
 from dockyard.engine.monitor import syslogwriter as sw
 from dockyard.errdefs import InvalidArgument, Unsupported
 
@@ -124,7 +125,7 @@ def test_the_target_defaults_to_the_short_id_as_tag():
     t = _remote({"Type": "syslog", "Config": {}}, info)
     assert (t["driver"], t["tag"], t["network"], t["facility"], t["format"]) == \
         ("syslog", CID, "", 24, "")
-    assert t["pid"] == os.getpid() and t["buffer"] == sw.BLOCKING_BUFFER
+    assert t["pid"] == os.getpid() and t["buffer"] == remotelog.BLOCKING_BUFFER
     t = _remote({"Type": "syslog", "Config": {
         "tag": "{{.Name}}", "mode": "non-blocking", "max-buffer-size": "2k"}}, info)
     assert (t["tag"], t["buffer"]) == ("web", 2000)
@@ -265,5 +266,5 @@ def test_it_reconnects_when_the_server_comes_back(tmp_path):
 ])
 def test_the_first_connection_fails_with_dockerds_words(network, address, message):
     w = sw.SyslogWriter(_target(network=network, address=address))
-    with pytest.raises(sw.ConnectError, match=f"^{message}$"):
+    with pytest.raises(remotelog.ConnectError, match=f"^{message}$"):
         w.connect()

@@ -27,8 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from dockyard.errdefs import InvalidArgument
-from dockyard.engine.monitor.remotelog import (  # noqa: F401  (ConnectError: the monitor's)
-    BLOCKING_BUFFER, NON_BLOCKING_BUFFER, ConnectError, RemoteWriter, buffer_for, go_strerror)
+from dockyard.engine.monitor.remotelog import RemoteWriter, buffer_for, go_strerror
 
 FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
               "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
