@@ -16,6 +16,8 @@ import zlib
 import msgpack
 import pytest
 
+from dockyard.testing.logservers import chunks
+
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
@@ -68,17 +70,8 @@ class Receiver:
         self.messages.append(json.loads(data))
 
     def _stream(self, conn: socket.socket) -> None:
-        conn.settimeout(0.1)
         rest, unpacker = b"", msgpack.Unpacker(raw=False)
-        while not self.stop.is_set():
-            try:
-                chunk = conn.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
+        for chunk in chunks(conn, self.stop):
             if self.kind == "gelf-tcp":
                 *whole, rest = (rest + chunk).split(b"\0")
                 self.messages.extend(json.loads(m) for m in whole)

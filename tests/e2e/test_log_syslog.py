@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.testing.logservers import chunks
+
 
 pytestmark = pytest.mark.requires("docker_cli", "busybox")
 
@@ -54,16 +56,7 @@ class Listener:
                 threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def _read(self, conn: socket.socket) -> None:
-        conn.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                chunk = conn.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
+        for chunk in chunks(conn, self.stop):
             self.data.append(chunk)
 
     def messages(self, count: int, timeout: float = 10) -> list[bytes]:

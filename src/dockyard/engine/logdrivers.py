@@ -1,8 +1,8 @@
 """Log drivers: which ones a container may name, their options, and the extra attributes.
 
 Owns the daemon's side of `HostConfig.LogConfig`: the drivers offered (``json-file``, the
-default; ``local``; ``none``; ``syslog``; ``gelf``; ``fluentd``), their options checked at create as dockerd checks
-them, where each driver's file lives, and the attributes written with every entry (``labels``,
+default; ``local``; ``none``; ``syslog``; ``gelf``; ``fluentd``), their options checked at
+create as dockerd checks them, where each driver's file lives, and the attributes written with every entry (``labels``,
 ``labels-regex``, ``env``, ``env-regex`` and the ``tag`` template, as dockerd's loginfo.go and
 loggerutils compute them). The monitor writes the file (engine/monitor/jsonlog.py); `docker
 logs` reads it (engine/logs.py).
@@ -147,9 +147,10 @@ def remote_target(log_config: Mapping | None, info: Mapping[str, str], *,
         return None
     opts = (log_config or {}).get("Config") or {}
     tag = render_tag(opts.get("tag") or "{{.ID}}", info)
-    # dockerd's ExtraAttributes: labels and env alone (the tag is a field of its own here)
-    attrs = attributes({k: v for k, v in opts.items() if k != "tag"}, labels=labels, env=env,
-                       tag_info=info)
+    # dockerd's ExtraAttributes, for gelf and fluentd: labels and env alone (the tag is a
+    # field of its own there)
+    attrs = {} if driver == "syslog" else attributes(
+        {k: v for k, v in opts.items() if k != "tag"}, labels=labels, env=env, tag_info=info)
     try:
         if driver == "syslog":
             return {"driver": "syslog", **syslogwriter.target(

@@ -4,10 +4,9 @@ Owns:
 - `import_rootfs`: one layer from a tar stream (plain, gzip, zstd, bzip2 or xz), the config
   changes (changes.py), the image config Docker writes for an import (``comment`` and one
   history entry, "Imported from -" or the message; ``docker_version``, the engine's version),
-  an OCI manifest, registration. The layer
-  is stored as it came when it is plain, gzip or zstd (no recompression: a plain tar is its
-  own DiffID, a compressed one keeps its bytes); bzip2 and xz, which no layer media type
-  names, are stored decompressed. The tar is parsed on the way in, in the same pass that
+  an OCI manifest, registration. The layer is stored as it came when it is plain, gzip or
+  zstd (no recompression: a plain tar is its own DiffID, a compressed one keeps its bytes);
+  bzip2 and xz, which no layer media type names, are stored decompressed. The tar is parsed on the way in, in the same pass that
   stores and hashes it, so a stream that is not a tar is refused. Nothing is registered
   before everything is stored; a failed import leaves only unreferenced blobs (a content
   lease covers it), which gc removes.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 
 import msgpack
 import pytest
@@ -14,6 +13,7 @@ from dockyard.engine import logdrivers as ld
 from dockyard.engine.monitor import fluentdwriter as fw
 from dockyard.engine.monitor.remotelog import ConnectError
 from dockyard.errdefs import InvalidArgument
+from dockyard.testing.logservers import Loop
 
 CID = "83474beff45c" + "0" * 52
 T0 = 1795858648_123_456_789
@@ -110,26 +110,6 @@ def test_addresses_and_defaults_as_dockerds():
     assert (t["container_name"], t["extra"]) == ("/web", {})
     assert ld.log_file("fluentd", "/c", "id") == "/c/container-cached.log"
     assert not ld.readable({"Type": "fluentd", "Config": {"cache-disabled": "1"}})
-
-
-class Loop:
-    def __init__(self):
-        self.endpoints = {}
-
-    def add(self, ep):
-        self.endpoints[ep.fd] = ep
-
-    def drop(self, ep):
-        if self.endpoints.pop(ep.fd, None) is not None:
-            ep.close()
-
-    def run(self, w, until, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while not until() and time.monotonic() < deadline:
-            w.tick(self)
-            if w.sock is not None:
-                w.ready(self, w.events(self))
-            time.sleep(0.01)
 
 
 def _server():

@@ -14,6 +14,7 @@ from dockyard.engine import logdrivers as ld
 from dockyard.engine.monitor import gelfwriter as gw
 from dockyard.engine.monitor.remotelog import ConnectError
 from dockyard.errdefs import InvalidArgument
+from dockyard.testing.logservers import Loop
 
 CID = "83474beff45c" + "0" * 52
 T0 = 1795858648_123_456_789  # ns: 2026-11-28T...; milliseconds kept, as dockerd's
@@ -118,18 +119,6 @@ def test_good_options_and_the_cache():
     assert (t.network, t.address, t.reconnect_delay, t.max_reconnect) == \
         ("tcp", "127.0.0.1:9", 2, 3)
     assert gw.Target.from_json(t.to_json()).to_json() == t.to_json()
-
-
-class Loop:
-    def __init__(self):
-        self.endpoints = {}
-
-    def add(self, ep):
-        self.endpoints[ep.fd] = ep
-
-    def drop(self, ep):
-        if self.endpoints.pop(ep.fd, None) is not None:
-            ep.close()
 
 
 def test_udp_datagrams_reach_a_server_and_empty_lines_send_nothing():

@@ -15,6 +15,7 @@ from dockyard.engine import logdrivers as ld
 from dockyard.engine.monitor import remotelog
 from dockyard.engine.monitor import syslogwriter as sw
 from dockyard.errdefs import InvalidArgument, Unsupported
+from dockyard.testing.logservers import Loop
 
 # 2026-11-28T09:37:28Z, as dockerd's messages below were stamped
 T0 = calendar.timegm((2026, 11, 28, 9, 37, 28)) * 1_000_000_000
@@ -134,27 +135,6 @@ def test_the_target_defaults_to_the_short_id_as_tag():
 
 
 # -- the endpoint, on real sockets --------------------------------------------------------------
-
-class Loop:
-    """What the writer needs of the monitor: the endpoint table it joins and leaves."""
-
-    def __init__(self):
-        self.endpoints = {}
-
-    def add(self, ep):
-        self.endpoints[ep.fd] = ep
-
-    def drop(self, ep):
-        if self.endpoints.pop(ep.fd, None) is not None:
-            ep.close()
-
-    def run(self, writer, until, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while not until() and time.monotonic() < deadline:
-            writer.tick(self)
-            if writer.sock is not None and writer.events(self):
-                writer.ready(self, 0)
-            time.sleep(0.01)
 
 
 def _gram(tmp_path):
